@@ -634,3 +634,54 @@ fn a_batch_translates_event_by_event() {
         .collect();
     assert_eq!(actions, [EventAction::Trigger, EventAction::Resolve]);
 }
+
+/// The README's status table is what users read; it must say what the code does.
+#[test]
+fn readme_status_table_matches_the_code() {
+    let readme = include_str!("../README.md");
+    let table = readme
+        .split("| Guance `df_status`")
+        .nth(1)
+        .expect("README has the status table");
+    let mut rows = 0;
+    for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (statuses, action, severity) = (cells[1], cells[2], cells[3]);
+        let severity: Severity = severity
+            .rsplit(['`', ' '])
+            .find(|w| !w.is_empty())
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|e| panic!("README severity in {line}: {e}"));
+        let action = if action.starts_with("resolve") {
+            EventAction::Resolve
+        } else {
+            assert!(action.starts_with("trigger"), "{line}");
+            EventAction::Trigger
+        };
+        let named: Vec<&str> = statuses.split('`').skip(1).step_by(2).collect();
+        let named = if statuses.starts_with("missing") {
+            vec!["", "no-such-status"]
+        } else {
+            named
+        };
+        assert!(!named.is_empty(), "{line}");
+        for status in named {
+            if status == "df_sub_status" {
+                continue;
+            }
+            let t = translate(
+                &example_with(json!({ "df_status": status, "df_sub_status": null })),
+                &Settings::default(),
+            );
+            let pd = sent(&t);
+            assert_eq!(
+                (pd.event_action, pd.payload.severity),
+                (action, severity),
+                "{line}"
+            );
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 17, "every status of the table is checked");
+}
