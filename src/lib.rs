@@ -1,10 +1,18 @@
 //! guance-pagerduty: Guance alert webhooks in, PagerDuty Events API v2 events out.
 //!
-//! The pure core ([`guance`], [`pagerduty`], [`translate`]) does no I/O; the adapters
-//! around it receive the webhook, read the routing key and deliver to PagerDuty.
+//! The pure core ([`guance`], [`pagerduty`], [`translate`]) does no I/O. Around it, one
+//! adapter per job: [`handler`] (the function URL), [`secret`] (the routing key and
+//! token, cached), [`delivery`] (sending to PagerDuty with retries); [`error`] maps every
+//! failure to its HTTP answer and [`config`] reads the environment.
 
+pub mod config;
+pub mod delivery;
+pub mod error;
 pub mod guance;
+pub mod handler;
+pub mod logging;
 pub mod pagerduty;
+pub mod secret;
 pub mod translate;
 
 pub use guance::{parse_body, BodyError, GuanceEvent};

@@ -1,9 +1,78 @@
-//! The Lambda entry point. Wiring only; it grows the handler in the next step.
+#![recursion_limit = "256"]
+//! The Lambda entry point: wiring only. Configuration is read and checked here, once per
+//! container; the clients built here are reused by every invocation.
 
-fn main() {
-    eprintln!(
-        "guance-pagerduty {}: the Lambda handler is not wired yet",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(1);
+use guance_pagerduty::config::{Config, SecretConfig};
+use guance_pagerduty::delivery::PagerDutyClient;
+use guance_pagerduty::handler::{App, Invocation};
+use guance_pagerduty::secret::{
+    AnySecretSource, SecretCache, SecretsManagerSource, StaticSource, WebhookSecrets, WebhookToken,
+};
+use guance_pagerduty::{logging, secret::RoutingKey};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// A wrong token forces the secret to be read again at most this often.
+const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    logging::install(logging::filter_from_env(), std::io::stdout)?;
+    let config = Config::from_env().inspect_err(|error| {
+        tracing::error!(%error, "invalid configuration; the function cannot start");
+    })?;
+
+    let source = match &config.secret {
+        SecretConfig::SecretsManager { secret_id } => {
+            let aws = aws_config::load_from_env().await;
+            let client = aws_sdk_secretsmanager::Client::new(&aws);
+            AnySecretSource::SecretsManager(SecretsManagerSource::new(client, secret_id))
+        }
+        SecretConfig::Environment {
+            routing_key,
+            webhook_token,
+        } => AnySecretSource::Static(StaticSource(WebhookSecrets {
+            routing_key: RoutingKey::new(routing_key).inspect_err(|error| {
+                tracing::error!(variable = "PAGERDUTY_ROUTING_KEY", %error, "invalid configuration");
+            })?,
+            webhook_token: webhook_token.as_deref().and_then(WebhookToken::new),
+            routes: Default::default(),
+        })),
+    };
+    if config.allow_unauthenticated {
+        tracing::warn!(
+            "ALLOW_UNAUTHENTICATED=true: without a webhook_token anyone who knows the URL can page"
+        );
+    }
+    if config.dry_run {
+        tracing::warn!(
+            "DRY_RUN=true: events are translated and logged, nothing is sent to PagerDuty"
+        );
+    }
+    tracing::info!(config = ?config, "starting");
+
+    let app = App {
+        settings: config.settings,
+        secrets: SecretCache::new(source, config.secret_ttl, FORCED_REFRESH_INTERVAL),
+        pagerduty: PagerDutyClient::new(
+            PagerDutyClient::http_client()?,
+            config.events_url.clone(),
+            config.retry,
+        ),
+        max_body_bytes: config.max_body_bytes,
+        allow_unauthenticated: config.allow_unauthenticated,
+        dry_run: config.dry_run,
+        deadline_margin: config.deadline_margin,
+        default_budget: config.default_budget,
+    };
+    let app = &app;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+            let invocation = Invocation::new(event.context.request_id, event.context.deadline);
+            Ok::<_, Infallible>(app.handle(event.payload, &invocation).await)
+        },
+    ))
+    .await
 }

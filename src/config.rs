@@ -1,0 +1,308 @@
+//! Configuration from the environment, validated once at cold start: a bad value stops
+//! the function with a message naming the variable, rather than failing on every page.
+
+use crate::delivery::{RetryPolicy, DEFAULT_EVENTS_URL};
+use crate::pagerduty::Severity;
+use crate::translate::{InfoEvents, Settings};
+use std::fmt;
+use std::time::Duration;
+
+/// Where the routing key and token come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretConfig {
+    /// `PAGERDUTY_SECRET_ID`: a Secrets Manager secret name or ARN.
+    SecretsManager { secret_id: String },
+    /// `PAGERDUTY_ROUTING_KEY` and `WEBHOOK_TOKEN`, for local use without AWS. Kept as
+    /// the raw text so that validation errors are reported by the secret module.
+    Environment {
+        routing_key: String,
+        webhook_token: Option<String>,
+    },
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    pub secret: SecretConfig,
+    pub secret_ttl: Duration,
+    pub allow_unauthenticated: bool,
+    pub max_body_bytes: usize,
+    pub events_url: String,
+    pub settings: Settings,
+    pub dry_run: bool,
+    pub retry: RetryPolicy,
+    /// Time kept free before the Lambda deadline, to answer the caller.
+    pub deadline_margin: Duration,
+    /// Retry budget when the invocation carries no deadline (local runs).
+    pub default_budget: Duration,
+}
+
+// Hand-written so that the routing key and token given in the environment never print.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = match &self.secret {
+            SecretConfig::SecretsManager { secret_id } => format!("SecretsManager({secret_id})"),
+            SecretConfig::Environment { .. } => "Environment(redacted)".to_owned(),
+        };
+        f.debug_struct("Config")
+            .field("secret", &secret)
+            .field("secret_ttl", &self.secret_ttl)
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("events_url", &self.events_url)
+            .field("settings", &self.settings)
+            .field("dry_run", &self.dry_run)
+            .field("retry", &self.retry)
+            .field("deadline_margin", &self.deadline_margin)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration: {}: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let secret = match (get("PAGERDUTY_SECRET_ID"), get("PAGERDUTY_ROUTING_KEY")) {
+            (Some(secret_id), None) => SecretConfig::SecretsManager {
+                secret_id: secret_id.trim().to_owned(),
+            },
+            (None, Some(routing_key)) => SecretConfig::Environment {
+                routing_key,
+                webhook_token: get("WEBHOOK_TOKEN"),
+            },
+            (Some(_), Some(_)) => {
+                return Err(ConfigError {
+                    variable: "PAGERDUTY_ROUTING_KEY",
+                    problem: "set either PAGERDUTY_SECRET_ID or PAGERDUTY_ROUTING_KEY, not both"
+                        .into(),
+                })
+            }
+            (None, None) => {
+                return Err(ConfigError {
+                    variable: "PAGERDUTY_SECRET_ID",
+                    problem: "not set: name the Secrets Manager secret holding the routing key \
+                              (or set PAGERDUTY_ROUTING_KEY for local use)"
+                        .into(),
+                })
+            }
+        };
+        if matches!(secret, SecretConfig::SecretsManager { .. }) && get("WEBHOOK_TOKEN").is_some() {
+            return Err(ConfigError {
+                variable: "WEBHOOK_TOKEN",
+                problem: "with PAGERDUTY_SECRET_ID the token belongs in the secret's \
+                          webhook_token field, not the environment"
+                    .into(),
+            });
+        }
+
+        let events_url = get("PAGERDUTY_EVENTS_URL").unwrap_or_else(|| DEFAULT_EVENTS_URL.into());
+        let events_url = events_url.trim().to_owned();
+        if !(events_url.starts_with("https://") || events_url.starts_with("http://"))
+            || events_url.contains(char::is_whitespace)
+        {
+            return Err(ConfigError {
+                variable: "PAGERDUTY_EVENTS_URL",
+                problem: format!("{events_url:?} is not an http(s) URL"),
+            });
+        }
+
+        let severity = |name: &'static str| -> Result<Severity, ConfigError> {
+            get(name).map_or(Ok(Severity::Error), |v| {
+                v.parse().map_err(|problem| ConfigError {
+                    variable: name,
+                    problem,
+                })
+            })
+        };
+        let info_events = match get("INFO_EVENTS").map(|v| v.trim().to_ascii_lowercase()) {
+            None => InfoEvents::Send,
+            Some(v) if v == "send" => InfoEvents::Send,
+            Some(v) if v == "drop" => InfoEvents::Drop,
+            Some(v) => {
+                return Err(ConfigError {
+                    variable: "INFO_EVENTS",
+                    problem: format!("{v:?} is neither \"send\" nor \"drop\""),
+                })
+            }
+        };
+        let flag = |name: &'static str| -> Result<bool, ConfigError> {
+            match get(name).map(|v| v.trim().to_ascii_lowercase()) {
+                None => Ok(false),
+                Some(v) if ["true", "1", "yes"].contains(&v.as_str()) => Ok(true),
+                Some(v) if ["false", "0", "no"].contains(&v.as_str()) => Ok(false),
+                Some(v) => Err(ConfigError {
+                    variable: name,
+                    problem: format!("{v:?} is not true or false"),
+                }),
+            }
+        };
+        let number = |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| {
+            let value = match get(name) {
+                None => default,
+                Some(v) => v.trim().parse::<u64>().map_err(|_| ConfigError {
+                    variable: name,
+                    problem: format!("{v:?} is not a whole number"),
+                })?,
+            };
+            if range.contains(&value) {
+                Ok(value)
+            } else {
+                Err(ConfigError {
+                    variable: name,
+                    problem: format!("{value} is outside {}..={}", range.start(), range.end()),
+                })
+            }
+        };
+        let millis = Duration::from_millis;
+        let defaults = RetryPolicy::default();
+        Ok(Config {
+            secret,
+            secret_ttl: Duration::from_secs(number("SECRET_CACHE_TTL_SECONDS", 300, 0..=86_400)?),
+            allow_unauthenticated: flag("ALLOW_UNAUTHENTICATED")?,
+            max_body_bytes: number("MAX_BODY_BYTES", 1 << 20, 1024..=(6 << 20))? as usize,
+            events_url,
+            settings: Settings {
+                nodata_severity: severity("NODATA_SEVERITY")?,
+                unknown_status_severity: severity("UNKNOWN_STATUS_SEVERITY")?,
+                info_events,
+            },
+            dry_run: flag("DRY_RUN")?,
+            retry: RetryPolicy {
+                attempt_timeout: millis(number(
+                    "PAGERDUTY_ATTEMPT_TIMEOUT_MS",
+                    defaults.attempt_timeout.as_millis() as u64,
+                    100..=60_000,
+                )?),
+                base_delay: millis(number(
+                    "PAGERDUTY_RETRY_BASE_MS",
+                    defaults.base_delay.as_millis() as u64,
+                    1..=60_000,
+                )?),
+                max_delay: millis(number(
+                    "PAGERDUTY_RETRY_MAX_MS",
+                    defaults.max_delay.as_millis() as u64,
+                    1..=300_000,
+                )?),
+                max_attempts: number(
+                    "PAGERDUTY_MAX_ATTEMPTS",
+                    u64::from(defaults.max_attempts),
+                    1..=50,
+                )? as u32,
+            },
+            deadline_margin: millis(number("DEADLINE_MARGIN_MS", 1000, 0..=60_000)?),
+            default_budget: millis(number("LOCAL_DELIVERY_BUDGET_MS", 25_000, 100..=900_000)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[("PAGERDUTY_SECRET_ID", "guance-pagerduty")]).unwrap();
+        assert_eq!(
+            c.secret,
+            SecretConfig::SecretsManager {
+                secret_id: "guance-pagerduty".into()
+            }
+        );
+        assert_eq!(c.events_url, DEFAULT_EVENTS_URL);
+        assert_eq!(c.secret_ttl, Duration::from_secs(300));
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.settings, Settings::default());
+        assert!(!c.allow_unauthenticated && !c.dry_run);
+        assert_eq!(c.retry, RetryPolicy::default());
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let base = ("PAGERDUTY_SECRET_ID", "s");
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "PAGERDUTY_SECRET_ID"),
+            (
+                &[base, ("PAGERDUTY_ROUTING_KEY", "k")],
+                "PAGERDUTY_ROUTING_KEY",
+            ),
+            (&[base, ("WEBHOOK_TOKEN", "t")], "WEBHOOK_TOKEN"),
+            (
+                &[base, ("PAGERDUTY_EVENTS_URL", "events.pagerduty.com")],
+                "PAGERDUTY_EVENTS_URL",
+            ),
+            (&[base, ("NODATA_SEVERITY", "high")], "NODATA_SEVERITY"),
+            (
+                &[base, ("UNKNOWN_STATUS_SEVERITY", "ok")],
+                "UNKNOWN_STATUS_SEVERITY",
+            ),
+            (&[base, ("INFO_EVENTS", "maybe")], "INFO_EVENTS"),
+            (&[base, ("DRY_RUN", "sure")], "DRY_RUN"),
+            (
+                &[base, ("ALLOW_UNAUTHENTICATED", "2")],
+                "ALLOW_UNAUTHENTICATED",
+            ),
+            (
+                &[base, ("SECRET_CACHE_TTL_SECONDS", "-1")],
+                "SECRET_CACHE_TTL_SECONDS",
+            ),
+            (&[base, ("MAX_BODY_BYTES", "10")], "MAX_BODY_BYTES"),
+            (
+                &[base, ("PAGERDUTY_MAX_ATTEMPTS", "0")],
+                "PAGERDUTY_MAX_ATTEMPTS",
+            ),
+        ];
+        for (vars, variable) in cases {
+            let error = config(vars).unwrap_err();
+            assert_eq!(error.variable, *variable, "{vars:?}");
+            assert!(error.to_string().contains(variable));
+        }
+    }
+
+    #[test]
+    fn local_environment_secret_and_settings() {
+        let c = config(&[
+            ("PAGERDUTY_ROUTING_KEY", "abc"),
+            ("WEBHOOK_TOKEN", "tok"),
+            ("NODATA_SEVERITY", "Warning"),
+            ("INFO_EVENTS", "DROP"),
+            ("DRY_RUN", "true"),
+            ("PAGERDUTY_EVENTS_URL", "http://127.0.0.1:9/v2/enqueue"),
+        ])
+        .unwrap();
+        assert_eq!(c.settings.nodata_severity, Severity::Warning);
+        assert_eq!(c.settings.info_events, InfoEvents::Drop);
+        assert!(c.dry_run);
+        let printed = format!("{c:?}");
+        assert!(
+            !printed.contains("abc") && !printed.contains("tok"),
+            "{printed}"
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! Every way a request can fail, and the one place that maps each to an HTTP answer.
+
+use crate::translate::RejectReason;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// What happened to each event of a request, reported to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventResult {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub df_event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
+    pub outcome: EventOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventOutcome {
+    /// PagerDuty accepted it.
+    Sent,
+    /// `DRY_RUN`: translated and logged, not sent.
+    DryRun,
+    /// Deliberately not sent (info events set to drop).
+    Dropped,
+    /// PagerDuty refused it or could not be reached.
+    Failed,
+    /// Not attempted, because an earlier event of the request failed and order matters.
+    NotSent,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppError {
+    NotFound,
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+    Unauthorized,
+    PayloadTooLarge {
+        limit: usize,
+    },
+    BadRequest(String),
+    Untranslatable {
+        index: usize,
+        reason: RejectReason,
+    },
+    SecretUnavailable,
+    /// PagerDuty refused an event for good (400: invalid event, or a wrong URL).
+    PagerDutyRefused {
+        status: u16,
+        errors: Vec<String>,
+        results: Vec<EventResult>,
+    },
+    /// PagerDuty could not take an event before time or attempts ran out.
+    PagerDutyUnavailable {
+        reason: String,
+        retry_after: Duration,
+        results: Vec<EventResult>,
+    },
+    Internal(String),
+}
+
+impl AppError {
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::NotFound => 404,
+            AppError::MethodNotAllowed { .. } => 405,
+            AppError::Unauthorized => 401,
+            AppError::PayloadTooLarge { .. } => 413,
+            AppError::BadRequest(_) | AppError::Untranslatable { .. } => 400,
+            AppError::SecretUnavailable | AppError::PagerDutyUnavailable { .. } => 503,
+            AppError::PagerDutyRefused { status: 400, .. } => 422,
+            AppError::PagerDutyRefused { .. } => 502,
+            AppError::Internal(_) => 500,
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, on answers worth retrying.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AppError::SecretUnavailable => Some(Duration::from_secs(30)),
+            AppError::PagerDutyUnavailable { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    pub fn allow(&self) -> Option<&'static str> {
+        match self {
+            AppError::MethodNotAllowed { allow } => Some(allow),
+            _ => None,
+        }
+    }
+
+    /// The JSON answer. Never holds a secret: nothing here is built from one.
+    pub fn body(&self) -> Value {
+        let (code, message) = match self {
+            AppError::NotFound => ("not_found", "no such route".to_owned()),
+            AppError::MethodNotAllowed { allow } => {
+                ("method_not_allowed", format!("use {allow} here"))
+            }
+            AppError::Unauthorized => (
+                "unauthorized",
+                "a valid webhook token is required (?token=... or Authorization: Bearer ...)"
+                    .to_owned(),
+            ),
+            AppError::PayloadTooLarge { limit } => (
+                "payload_too_large",
+                format!("the body is larger than the {limit}-byte limit"),
+            ),
+            AppError::BadRequest(why) => ("bad_request", why.clone()),
+            AppError::Untranslatable { index, reason } => {
+                ("untranslatable_event", format!("event {index}: {reason}"))
+            }
+            AppError::SecretUnavailable => (
+                "secret_unavailable",
+                "the PagerDuty routing key could not be read; nothing was sent".to_owned(),
+            ),
+            AppError::PagerDutyRefused { status, .. } => (
+                "pagerduty_refused",
+                format!("PagerDuty refused an event with HTTP {status}"),
+            ),
+            AppError::PagerDutyUnavailable { reason, .. } => (
+                "pagerduty_unavailable",
+                format!("PagerDuty could not be reached in time: {reason}"),
+            ),
+            AppError::Internal(why) => ("internal", why.clone()),
+        };
+        let mut body = json!({ "error": code, "message": message });
+        match self {
+            AppError::PagerDutyRefused {
+                errors, results, ..
+            } => {
+                body["errors"] = json!(errors);
+                body["results"] = json!(results);
+            }
+            AppError::PagerDutyUnavailable { results, .. } => {
+                body["results"] = json!(results);
+            }
+            _ => {}
+        }
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        let cases = [
+            (AppError::NotFound, 404),
+            (AppError::MethodNotAllowed { allow: "POST" }, 405),
+            (AppError::Unauthorized, 401),
+            (AppError::PayloadTooLarge { limit: 1 }, 413),
+            (AppError::BadRequest("x".into()), 400),
+            (
+                AppError::Untranslatable {
+                    index: 0,
+                    reason: RejectReason::ResolveWithoutDedupKey,
+                },
+                400,
+            ),
+            (AppError::SecretUnavailable, 503),
+            (
+                AppError::PagerDutyRefused {
+                    status: 400,
+                    errors: vec![],
+                    results: vec![],
+                },
+                422,
+            ),
+            (
+                AppError::PagerDutyRefused {
+                    status: 404,
+                    errors: vec![],
+                    results: vec![],
+                },
+                502,
+            ),
+            (
+                AppError::PagerDutyUnavailable {
+                    reason: "x".into(),
+                    retry_after: Duration::from_secs(5),
+                    results: vec![],
+                },
+                503,
+            ),
+            (AppError::Internal("x".into()), 500),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status(), status, "{error:?}");
+            assert!(error.body()["error"].is_string());
+            assert_eq!(error.retry_after().is_some(), status == 503, "{error:?}");
+        }
+    }
+}

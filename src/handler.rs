@@ -1,0 +1,407 @@
+//! The function URL handler: route, authenticate, read the body, translate every event,
+//! then deliver them in order. Everything that can be refused is refused before the first
+//! event leaves, so a request is never half-sent for a reason the caller could fix.
+
+use crate::delivery::{Delivery, PagerDutyClient};
+use crate::error::{AppError, EventOutcome, EventResult};
+use crate::guance::parse_body;
+use crate::pagerduty::PagerDutyEvent;
+use crate::secret::{is_valid_route_name, RoutingKey, SecretCache, SecretSource, WebhookSecrets};
+use crate::translate::{translate, DropReason, Outcome, Settings};
+use base64::Engine;
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use lambda_http::http::{header, HeaderValue, Method};
+use lambda_http::Body;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Used when PagerDuty gave no Retry-After of its own.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The parts of the application the handler needs, wired once per container.
+pub struct App<S> {
+    pub settings: Settings,
+    pub secrets: SecretCache<S>,
+    pub pagerduty: PagerDutyClient,
+    pub max_body_bytes: usize,
+    pub allow_unauthenticated: bool,
+    pub dry_run: bool,
+    pub deadline_margin: Duration,
+    pub default_budget: Duration,
+}
+
+/// What the handler needs from the Lambda context.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub request_id: String,
+    pub deadline: Option<Instant>,
+}
+
+impl Invocation {
+    /// `deadline_epoch_ms` is the Lambda deadline in milliseconds since the epoch; 0 when
+    /// there is none (a local run).
+    pub fn new(request_id: impl Into<String>, deadline_epoch_ms: u64) -> Self {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let deadline = (deadline_epoch_ms > 0).then(|| {
+            Instant::now() + Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
+        });
+        Invocation {
+            request_id: request_id.into(),
+            deadline,
+        }
+    }
+}
+
+/// One translated event, checked and ready to go.
+enum Step {
+    Send(Box<PagerDutyEvent>),
+    Drop(DropReason),
+}
+
+/// Why delivery stopped part way through a request.
+enum Stop {
+    Refused {
+        status: u16,
+        errors: Vec<String>,
+    },
+    Unavailable {
+        reason: String,
+        retry_after: Duration,
+    },
+}
+
+impl Stop {
+    fn reason(&self) -> String {
+        match self {
+            Stop::Refused { errors, .. } => errors.join("; "),
+            Stop::Unavailable { reason, .. } => reason.clone(),
+        }
+    }
+}
+
+enum Route<'a> {
+    Root,
+    Named(&'a str),
+    Invalid,
+}
+
+fn route_of(path: &str) -> Route<'_> {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        Route::Root
+    } else if is_valid_route_name(trimmed) {
+        Route::Named(trimmed)
+    } else {
+        Route::Invalid
+    }
+}
+
+impl<S: SecretSource> App<S> {
+    /// Answers one function URL request. Never fails: every error is an HTTP answer.
+    pub async fn handle(
+        &self,
+        request: ApiGatewayV2httpRequest,
+        invocation: &Invocation,
+    ) -> ApiGatewayV2httpResponse {
+        let method = request.request_context.http.method.clone();
+        let path = request.raw_path.as_deref().unwrap_or("/");
+        let answer = match (route_of(path), method) {
+            (Route::Invalid, _) => Err(AppError::NotFound),
+            (Route::Root, Method::GET) => Ok((200, health())),
+            (Route::Root, Method::POST) => self.webhook(None, &request, invocation).await,
+            (Route::Named(name), Method::POST) => {
+                self.webhook(Some(name), &request, invocation).await
+            }
+            (Route::Root, _) => Err(AppError::MethodNotAllowed { allow: "GET, POST" }),
+            (Route::Named(_), _) => Err(AppError::MethodNotAllowed { allow: "POST" }),
+        };
+        match answer {
+            Ok((status, body)) => json_response(status, &body),
+            Err(error) => {
+                if error.status() >= 500 {
+                    tracing::error!(request_id = %invocation.request_id, status = error.status(), error = %error.body()["message"], "request failed");
+                } else {
+                    tracing::warn!(request_id = %invocation.request_id, status = error.status(), error = %error.body()["message"], "request refused");
+                }
+                let mut response = json_response(error.status(), &error.body());
+                if let Some(retry_after) = error.retry_after() {
+                    response.headers.insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(retry_after.as_secs()),
+                    );
+                }
+                if let Some(allow) = error.allow() {
+                    response
+                        .headers
+                        .insert(header::ALLOW, HeaderValue::from_static(allow));
+                }
+                response
+            }
+        }
+    }
+
+    async fn webhook(
+        &self,
+        route: Option<&str>,
+        request: &ApiGatewayV2httpRequest,
+        invocation: &Invocation,
+    ) -> Result<(u16, Value), AppError> {
+        let body = self.read_body(request)?;
+        let secrets = self.authenticate(request).await?;
+        let routing_key = secrets.routing_key_for(route).ok_or(AppError::NotFound)?;
+        let events = parse_body(&body).map_err(|e| AppError::BadRequest(e.to_string()))?;
+
+        let mut planned = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let translation = translate(event, &self.settings);
+            let df_event_id = event.text("df_event_id").map(|id| id.into_owned());
+            for warning in &translation.warnings {
+                tracing::warn!(request_id = %invocation.request_id, df_event_id = df_event_id.as_deref(), %warning, "event translated with a warning");
+            }
+            let step = match translation.outcome {
+                Outcome::Reject(reason) => return Err(AppError::Untranslatable { index, reason }),
+                Outcome::Drop(reason) => Step::Drop(reason),
+                Outcome::Send(event) => Step::Send(event),
+            };
+            planned.push((df_event_id, step));
+        }
+
+        let deadline = match invocation.deadline {
+            Some(deadline) => deadline
+                .checked_sub(self.deadline_margin)
+                .unwrap_or(deadline),
+            None => Instant::now() + self.default_budget,
+        };
+        let mut results: Vec<EventResult> = Vec::with_capacity(planned.len());
+        let mut stop: Option<Stop> = None;
+        for (index, (df_event_id, step)) in planned.into_iter().enumerate() {
+            let event = match step {
+                Step::Send(event) => event,
+                Step::Drop(reason) => {
+                    tracing::info!(request_id = %invocation.request_id, df_event_id = df_event_id.as_deref(), outcome = "dropped", %reason, "event dropped");
+                    results.push(EventResult {
+                        index,
+                        df_event_id,
+                        action: None,
+                        severity: None,
+                        dedup_key: None,
+                        outcome: EventOutcome::Dropped,
+                        reason: Some(reason.to_string()),
+                    });
+                    continue;
+                }
+            };
+            let mut result = EventResult {
+                index,
+                df_event_id,
+                action: Some(event.event_action.as_str()),
+                severity: Some(event.payload.severity.as_str()),
+                dedup_key: Some(event.dedup_key.clone()),
+                outcome: EventOutcome::NotSent,
+                reason: None,
+            };
+            // After a failure the rest wait: a resolve must not overtake its trigger.
+            if stop.is_none() {
+                let (outcome, failed) = self
+                    .deliver(&event, routing_key, deadline, invocation, &result)
+                    .await?;
+                result.outcome = outcome;
+                result.reason = failed.as_ref().map(Stop::reason);
+                stop = failed;
+            }
+            results.push(result);
+        }
+
+        match stop {
+            None => Ok((202, json!({ "results": results }))),
+            Some(Stop::Refused { status, errors }) => Err(AppError::PagerDutyRefused {
+                status,
+                errors,
+                results,
+            }),
+            Some(Stop::Unavailable {
+                reason,
+                retry_after,
+            }) => Err(AppError::PagerDutyUnavailable {
+                reason,
+                retry_after,
+                results,
+            }),
+        }
+    }
+
+    /// Sends one event (or, with `DRY_RUN`, logs it) and writes its log line.
+    async fn deliver(
+        &self,
+        event: &PagerDutyEvent,
+        routing_key: &RoutingKey,
+        deadline: Instant,
+        invocation: &Invocation,
+        result: &EventResult,
+    ) -> Result<(EventOutcome, Option<Stop>), AppError> {
+        let request_id = invocation.request_id.as_str();
+        let df_event_id = result.df_event_id.as_deref();
+        let (dedup_key, action, severity) = (
+            event.dedup_key.as_str(),
+            event.event_action.as_str(),
+            event.payload.severity.as_str(),
+        );
+        if self.dry_run {
+            let rendered = serde_json::to_string(event).unwrap_or_default();
+            tracing::info!(request_id, df_event_id, dedup_key, action, severity, outcome = "dry_run", pagerduty_event = %rendered, "event not sent (DRY_RUN)");
+            return Ok((EventOutcome::DryRun, None));
+        }
+        let encoded = event
+            .encode(routing_key.expose())
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let report = self.pagerduty.deliver(&encoded, deadline).await;
+        let (attempts, ms) = (report.attempts, report.elapsed.as_millis() as u64);
+        match report.delivery {
+            Delivery::Accepted {
+                status,
+                dedup_key: pagerduty_dedup_key,
+            } => {
+                tracing::info!(
+                    request_id,
+                    df_event_id,
+                    dedup_key,
+                    action,
+                    severity,
+                    pagerduty_status = status,
+                    pagerduty_dedup_key,
+                    attempts,
+                    ms,
+                    outcome = "sent",
+                    "event delivered to PagerDuty"
+                );
+                Ok((EventOutcome::Sent, None))
+            }
+            Delivery::Refused { status, errors } => {
+                let reason = errors.join("; ");
+                tracing::error!(request_id, df_event_id, dedup_key, action, severity, pagerduty_status = status, attempts, ms, outcome = "refused", %reason, "PagerDuty refused the event");
+                Ok((EventOutcome::Failed, Some(Stop::Refused { status, errors })))
+            }
+            Delivery::GaveUp {
+                last_failure,
+                last_status,
+                retry_after,
+            } => {
+                tracing::error!(request_id, df_event_id, dedup_key, action, severity, pagerduty_status = last_status, attempts, ms, outcome = "failed", reason = %last_failure, "event not delivered to PagerDuty");
+                Ok((
+                    EventOutcome::Failed,
+                    Some(Stop::Unavailable {
+                        reason: last_failure,
+                        retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
+                    }),
+                ))
+            }
+        }
+    }
+
+    /// The request body, base64-decoded where the function URL encoded it, within the cap.
+    fn read_body(&self, request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, AppError> {
+        let raw = request.body.as_deref().unwrap_or("");
+        let too_large = AppError::PayloadTooLarge {
+            limit: self.max_body_bytes,
+        };
+        if !request.is_base64_encoded {
+            if raw.len() > self.max_body_bytes {
+                return Err(too_large);
+            }
+            return Ok(raw.as_bytes().to_vec());
+        }
+        // Decoded length is at most three quarters of the encoded one.
+        if raw.len() / 4 * 3 > self.max_body_bytes + 3 {
+            return Err(too_large);
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(raw.trim())
+            .map_err(|e| {
+                AppError::BadRequest(format!(
+                    "the body is marked base64 but does not decode: {e}"
+                ))
+            })?;
+        if decoded.len() > self.max_body_bytes {
+            return Err(too_large);
+        }
+        Ok(decoded)
+    }
+
+    /// The secrets, once the caller has shown the webhook token. A mismatch may mean the
+    /// token was just rotated, so the secret is read again (rate-limited by the cache).
+    async fn authenticate(
+        &self,
+        request: &ApiGatewayV2httpRequest,
+    ) -> Result<Arc<WebhookSecrets>, AppError> {
+        let secrets = self.secrets.get().await.map_err(|error| {
+            tracing::error!(%error, "cannot read the PagerDuty secret");
+            AppError::SecretUnavailable
+        })?;
+        let presented = presented_token(request);
+        if self.accepts(&secrets, presented) {
+            return Ok(secrets);
+        }
+        if presented.is_some() {
+            if let Some(fresh) = self.secrets.refresh_after_mismatch().await {
+                if self.accepts(&fresh, presented) {
+                    tracing::info!("webhook token accepted after re-reading the secret (rotated)");
+                    return Ok(fresh);
+                }
+            }
+        }
+        if secrets.webhook_token.is_none() {
+            tracing::error!("no webhook_token is configured, so every request is refused; set one in the secret or ALLOW_UNAUTHENTICATED=true");
+        }
+        Err(AppError::Unauthorized)
+    }
+
+    fn accepts(&self, secrets: &WebhookSecrets, presented: Option<&str>) -> bool {
+        match &secrets.webhook_token {
+            Some(token) => presented.is_some_and(|p| token.matches(p)),
+            None => self.allow_unauthenticated,
+        }
+    }
+}
+
+/// `?token=...` (Guance can send nothing but a URL), else `Authorization: Bearer ...`.
+fn presented_token(request: &ApiGatewayV2httpRequest) -> Option<&str> {
+    request
+        .query_string_parameters
+        .first("token")
+        .or_else(|| {
+            request
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    let (scheme, token) = v.trim().split_once(' ')?;
+                    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+                })
+        })
+        .filter(|t| !t.is_empty())
+}
+
+fn health() -> Value {
+    json!({
+        "status": "ok",
+        "service": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+fn json_response(status: u16, body: &Value) -> ApiGatewayV2httpResponse {
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = i64::from(status);
+    response.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.body = Some(Body::Text(body.to_string()));
+    response
+}

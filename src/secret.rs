@@ -1,0 +1,455 @@
+//! Where the routing keys and the webhook token come from: AWS Secrets Manager (or the
+//! environment, for local use), cached per container.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+use tokio::sync::Mutex;
+
+use crate::pagerduty::MAX_ROUTING_KEY_CHARS;
+
+/// A PagerDuty integration key. Never printed: `Debug` and `Display` redact it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RoutingKey(String);
+
+impl RoutingKey {
+    pub fn new(key: &str) -> Result<Self, SecretError> {
+        let key = key.trim();
+        let valid = !key.is_empty()
+            && key.len() <= MAX_ROUTING_KEY_CHARS
+            && key.bytes().all(|b| b.is_ascii_alphanumeric());
+        if valid {
+            Ok(RoutingKey(key.to_owned()))
+        } else {
+            Err(SecretError::Malformed(format!(
+                "a routing key must be 1 to {MAX_ROUTING_KEY_CHARS} ASCII letters and digits"
+            )))
+        }
+    }
+
+    /// The key itself, for the one place that needs it: the body sent to PagerDuty.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RoutingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RoutingKey(redacted)")
+    }
+}
+
+/// The shared secret a caller must present. Compared in constant time, never printed.
+#[derive(Clone)]
+pub struct WebhookToken(String);
+
+impl WebhookToken {
+    /// `None` for an empty token: an empty token is no token.
+    pub fn new(token: &str) -> Option<Self> {
+        let token = token.trim();
+        (!token.is_empty()).then(|| WebhookToken(token.to_owned()))
+    }
+
+    /// Constant-time in the content of both; only the lengths may leak through timing.
+    pub fn matches(&self, presented: &str) -> bool {
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for WebhookToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookToken(redacted)")
+    }
+}
+
+/// Everything the secret holds.
+#[derive(Debug, Clone)]
+pub struct WebhookSecrets {
+    pub routing_key: RoutingKey,
+    pub webhook_token: Option<WebhookToken>,
+    pub routes: BTreeMap<String, RoutingKey>,
+}
+
+/// A route is the first path segment of the function URL: `POST /payments`.
+pub fn is_valid_route_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl WebhookSecrets {
+    /// Reads a secret value: a bare routing key, or JSON
+    /// `{"routing_key": "...", "webhook_token": "...", "routes": {"name": "..."}}`.
+    /// Error messages name what is wrong, never a value.
+    pub fn parse(value: &str) -> Result<Self, SecretError> {
+        let value = value.trim();
+        if !value.starts_with('{') {
+            return Ok(WebhookSecrets {
+                routing_key: RoutingKey::new(value)?,
+                webhook_token: None,
+                routes: BTreeMap::new(),
+            });
+        }
+        #[derive(serde::Deserialize)]
+        struct Shape {
+            routing_key: String,
+            #[serde(default)]
+            webhook_token: Option<String>,
+            #[serde(default)]
+            routes: BTreeMap<String, String>,
+        }
+        // serde's messages can quote values; this one is replaced with the field at fault.
+        let shape: Shape = serde_json::from_str(value).map_err(|e| {
+            SecretError::Malformed(format!(
+                "the secret is JSON but not of the form {{\"routing_key\": string, \"webhook_token\": string, \"routes\": {{name: string}}}} (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let routes = shape
+            .routes
+            .iter()
+            .map(|(name, key)| {
+                if !is_valid_route_name(name) {
+                    return Err(SecretError::Malformed(
+                        "route names must be 1 to 64 letters, digits, '-' or '_'".to_owned(),
+                    ));
+                }
+                let key = RoutingKey::new(key)
+                    .map_err(|e| SecretError::Malformed(format!("route {name:?}: {e}")))?;
+                Ok((name.clone(), key))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(WebhookSecrets {
+            routing_key: RoutingKey::new(&shape.routing_key)?,
+            webhook_token: shape.webhook_token.as_deref().and_then(WebhookToken::new),
+            routes,
+        })
+    }
+
+    /// The routing key for `POST /` (`None`) or `POST /<route>`.
+    pub fn routing_key_for(&self, route: Option<&str>) -> Option<&RoutingKey> {
+        match route {
+            None => Some(&self.routing_key),
+            Some(name) => self.routes.get(name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretError {
+    /// The secret could not be read (permissions, network, not found).
+    Unavailable(String),
+    /// The secret was read but does not hold what it must.
+    Malformed(String),
+}
+
+impl fmt::Display for SecretError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretError::Unavailable(why) => write!(f, "secret unavailable: {why}"),
+            SecretError::Malformed(why) => write!(f, "secret malformed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for SecretError {}
+
+/// Something that can produce the current secrets.
+pub trait SecretSource: Send + Sync {
+    fn fetch(&self) -> impl Future<Output = Result<WebhookSecrets, SecretError>> + Send;
+}
+
+/// The secret in AWS Secrets Manager named by `PAGERDUTY_SECRET_ID`.
+pub struct SecretsManagerSource {
+    client: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+}
+
+impl SecretsManagerSource {
+    pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
+        SecretsManagerSource {
+            client,
+            secret_id: secret_id.into(),
+        }
+    }
+}
+
+impl SecretSource for SecretsManagerSource {
+    async fn fetch(&self) -> Result<WebhookSecrets, SecretError> {
+        let output = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            .map_err(|e| {
+                SecretError::Unavailable(
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+                )
+            })?;
+        let value = output.secret_string().ok_or_else(|| {
+            SecretError::Malformed(
+                "the secret has no SecretString (binary secrets are not read)".into(),
+            )
+        })?;
+        WebhookSecrets::parse(value)
+    }
+}
+
+/// Secrets given directly, from `PAGERDUTY_ROUTING_KEY` and `WEBHOOK_TOKEN`.
+pub struct StaticSource(pub WebhookSecrets);
+
+impl SecretSource for StaticSource {
+    async fn fetch(&self) -> Result<WebhookSecrets, SecretError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Either source, chosen at start-up.
+pub enum AnySecretSource {
+    SecretsManager(SecretsManagerSource),
+    Static(StaticSource),
+}
+
+impl SecretSource for AnySecretSource {
+    async fn fetch(&self) -> Result<WebhookSecrets, SecretError> {
+        match self {
+            AnySecretSource::SecretsManager(source) => source.fetch().await,
+            AnySecretSource::Static(source) => source.fetch().await,
+        }
+    }
+}
+
+/// Caches the secrets for a TTL. A refresh forced by a token mismatch is allowed at most
+/// once per `forced_refresh_interval`, so a rotated token works at once but strangers
+/// cannot make the function hammer Secrets Manager.
+pub struct SecretCache<S> {
+    source: S,
+    ttl: Duration,
+    forced_refresh_interval: Duration,
+    state: Mutex<CacheState>,
+    fetches: AtomicU64,
+}
+
+#[derive(Default)]
+struct CacheState {
+    current: Option<(Arc<WebhookSecrets>, Instant)>,
+    last_forced: Option<Instant>,
+}
+
+impl<S: SecretSource> SecretCache<S> {
+    pub fn new(source: S, ttl: Duration, forced_refresh_interval: Duration) -> Self {
+        SecretCache {
+            source,
+            ttl,
+            forced_refresh_interval,
+            state: Mutex::new(CacheState::default()),
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    /// The cached secrets, fetched again once the TTL has passed. When that fetch
+    /// fails, the stale value is served: paging with last minute's key beats not paging.
+    pub async fn get(&self) -> Result<Arc<WebhookSecrets>, SecretError> {
+        let mut state = self.state.lock().await;
+        if let Some((secrets, fetched_at)) = &state.current {
+            if fetched_at.elapsed() < self.ttl {
+                return Ok(Arc::clone(secrets));
+            }
+        }
+        match self.fetch().await {
+            Ok(secrets) => {
+                let secrets = Arc::new(secrets);
+                state.current = Some((Arc::clone(&secrets), Instant::now()));
+                Ok(secrets)
+            }
+            Err(error) => match &state.current {
+                Some((stale, _)) => {
+                    tracing::warn!(%error, "secret refresh failed; serving the cached value");
+                    Ok(Arc::clone(stale))
+                }
+                None => Err(error),
+            },
+        }
+    }
+
+    /// Fetches again after a token mismatch, unless one such refresh happened within the
+    /// interval. `None` when refused or failed.
+    pub async fn refresh_after_mismatch(&self) -> Option<Arc<WebhookSecrets>> {
+        let mut state = self.state.lock().await;
+        if let Some(last) = state.last_forced {
+            if last.elapsed() < self.forced_refresh_interval {
+                return None;
+            }
+        }
+        state.last_forced = Some(Instant::now());
+        match self.fetch().await {
+            Ok(secrets) => {
+                let secrets = Arc::new(secrets);
+                state.current = Some((Arc::clone(&secrets), Instant::now()));
+                Some(secrets)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "secret refresh after a token mismatch failed");
+                None
+            }
+        }
+    }
+
+    /// How many times the source was asked, for tests and benchmarks.
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    async fn fetch(&self) -> Result<WebhookSecrets, SecretError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        self.source.fetch().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "abcdef0123456789abcdef0123456789";
+
+    #[test]
+    fn secret_forms() {
+        let bare = WebhookSecrets::parse(&format!("  {KEY}\n")).unwrap();
+        assert_eq!(bare.routing_key.expose(), KEY);
+        assert!(bare.webhook_token.is_none() && bare.routes.is_empty());
+
+        let full = WebhookSecrets::parse(&format!(
+            r#"{{"routing_key":"{KEY}","webhook_token":"tok","routes":{{"payments":"{}"}}}}"#,
+            "P".repeat(32)
+        ))
+        .unwrap();
+        assert!(full.webhook_token.as_ref().unwrap().matches("tok"));
+        assert_eq!(
+            full.routing_key_for(Some("payments")).unwrap().expose(),
+            "P".repeat(32)
+        );
+        assert_eq!(full.routing_key_for(None).unwrap().expose(), KEY);
+        assert!(full.routing_key_for(Some("nope")).is_none());
+
+        let empty_token =
+            WebhookSecrets::parse(&format!(r#"{{"routing_key":"{KEY}","webhook_token":" "}}"#))
+                .unwrap();
+        assert!(empty_token.webhook_token.is_none());
+    }
+
+    #[test]
+    fn malformed_secrets_never_echo_values() {
+        let cases = [
+            String::new(),
+            "has space".to_owned(),
+            "k".repeat(65),
+            r#"{"webhook_token":"supersecret-token"}"#.to_owned(),
+            r#"{"routing_key": 12345678}"#.to_owned(),
+            r#"{"routing_key":"supersecret-token!"}"#.to_owned(),
+            format!(r#"{{"routing_key":"{KEY}","routes":{{"../x":"{KEY}"}}}}"#),
+            format!(r#"{{"routing_key":"{KEY}","routes":{{"ok":"supersecret-token"}}}}"#),
+            format!(r#"{{"routing_key":"{KEY}", "webhook_token": "supersecret-token""#),
+        ];
+        for value in cases {
+            match WebhookSecrets::parse(&value) {
+                Err(SecretError::Malformed(why)) => {
+                    assert!(!why.contains("supersecret"), "{why}");
+                    assert!(!why.contains(KEY), "{why}");
+                }
+                other => panic!("{value:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn debug_output_is_redacted() {
+        let secrets = WebhookSecrets::parse(&format!(
+            r#"{{"routing_key":"{KEY}","webhook_token":"supersecret","routes":{{"a":"{KEY}"}}}}"#
+        ))
+        .unwrap();
+        let printed = format!("{secrets:?}");
+        assert!(
+            !printed.contains(KEY) && !printed.contains("supersecret"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn token_comparison() {
+        let token = WebhookToken::new("s3cret").unwrap();
+        for (presented, expected) in [
+            ("s3cret", true),
+            ("s3cre", false),
+            ("s3crett", false),
+            ("S3CRET", false),
+            ("", false),
+        ] {
+            assert_eq!(token.matches(presented), expected, "{presented}");
+        }
+    }
+
+    #[test]
+    fn route_names() {
+        for (name, valid) in [
+            ("payments", true),
+            ("team-a_1", true),
+            ("", false),
+            ("..", false),
+            ("a/b", false),
+            ("a%2Fb", false),
+            ("ü", false),
+        ] {
+            assert_eq!(is_valid_route_name(name), valid, "{name}");
+        }
+        assert!(!is_valid_route_name(&"a".repeat(65)));
+    }
+
+    struct Counting(std::sync::atomic::AtomicU32);
+    impl SecretSource for Counting {
+        async fn fetch(&self) -> Result<WebhookSecrets, SecretError> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            if n == 2 {
+                return Err(SecretError::Unavailable("down".into()));
+            }
+            WebhookSecrets::parse(KEY)
+        }
+    }
+
+    #[tokio::test]
+    async fn cache_ttl_forced_refresh_and_stale_on_error() {
+        let cached = SecretCache::new(
+            Counting(Default::default()),
+            Duration::from_secs(300),
+            Duration::from_secs(60),
+        );
+        cached.get().await.unwrap();
+        cached.get().await.unwrap();
+        assert_eq!(cached.fetch_count(), 1, "served from cache within the TTL");
+
+        // TTL zero: every get fetches. The source fails on its third fetch.
+        let cache = SecretCache::new(
+            Counting(Default::default()),
+            Duration::ZERO,
+            Duration::from_secs(60),
+        );
+        cache.get().await.unwrap();
+        assert!(cache.refresh_after_mismatch().await.is_some());
+        assert!(
+            cache.refresh_after_mismatch().await.is_none(),
+            "once a minute"
+        );
+        assert_eq!(cache.fetch_count(), 2);
+        assert!(
+            cache.get().await.is_ok(),
+            "stale value served when the fetch fails"
+        );
+        assert_eq!(cache.fetch_count(), 3);
+    }
+}
