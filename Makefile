@@ -2,11 +2,26 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
 CARGO ?= cargo
+PYTHON ?= python3
+VENV := .venv
+# A stamp per requirements file: editing the pins reinstalls, nothing else does.
+TOOLS_STAMP := $(VENV)/.installed-$(shell sha256sum tools/requirements.txt | cut -c1-16)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test fmt lint
+.PHONY: test fmt lint tools
 
-## test: every test (unit, translation tables, integration)
-test:
+## tools: the Python venv with moto, SAM CLI, cfn-lint, cargo-lambda and zig (idempotent)
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): tools/requirements.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	touch $@
+
+## test: every test (unit, translation tables, integration against moto and the PagerDuty stand-in)
+test: tools
 	$(CARGO) test --locked --all-targets
 
 ## fmt: format the code

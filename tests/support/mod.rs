@@ -1,0 +1,330 @@
+//! The integration tests' harness: a real moto server (Secrets Manager) on loopback,
+//! started and stopped per test, the PagerDuty stand-in, the real handler wired as
+//! `main.rs` wires it, and a capture of every log line the suite writes.
+
+#![allow(dead_code)]
+
+pub mod pagerduty;
+
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use guance_pagerduty::delivery::{PagerDutyClient, RetryPolicy};
+use guance_pagerduty::handler::{App, Invocation};
+use guance_pagerduty::secret::{SecretCache, SecretsManagerSource};
+use guance_pagerduty::Settings;
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use serde_json::Value;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
+
+/// A moto server on a free loopback port, killed when dropped.
+pub struct Moto {
+    pub endpoint: String,
+    child: Child,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let program = std::env::var_os("MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
+            });
+        assert!(
+            program.exists(),
+            "{} is missing: run `make test` (it installs moto into .venv)",
+            program.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        moto
+    }
+
+    pub fn client(&self) -> aws_sdk_secretsmanager::Client {
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(config)
+    }
+
+    pub async fn create_secret(&self, name: &str, value: &str) {
+        self.client()
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create the secret in moto");
+    }
+
+    pub async fn put_secret(&self, name: &str, value: &str) {
+        self.client()
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("put a new secret version in moto");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh random alphanumeric string, registered as a secret that no log line or
+/// response may ever contain.
+pub fn secret_value(len: usize) -> String {
+    let value = random_text(len);
+    SECRETS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .push(value.clone());
+    value
+}
+
+/// Random letters and digits that are not secret (names of things).
+pub fn random_text(len: usize) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS per instance: distinct values per call.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    let mut seed = hasher.finish() | 1;
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let value: String = (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            alphabet[(seed % alphabet.len() as u64) as usize] as char
+        })
+        .collect();
+    value
+}
+
+static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.get_or_init(Default::default)
+            .lock()
+            .unwrap()
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the function's own JSON logging, at TRACE for every crate, into a buffer.
+pub fn capture_logs() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        guance_pagerduty::logging::install(guance_pagerduty::logging::filter("trace"), || Capture)
+            .expect("install the log capture");
+    });
+}
+
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.get_or_init(Default::default).lock().unwrap()).into_owned()
+}
+
+/// Fails if any secret made so far appears in the logs or in `extra` (response bodies).
+pub fn assert_no_secret_leaked(extra: &[&str]) {
+    let logs = captured_logs();
+    let secrets = SECRETS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .clone();
+    for secret in &secrets {
+        if let Some(line) = logs.lines().find(|l| l.contains(secret.as_str())) {
+            let masked = line.replace(secret.as_str(), "<SECRET>");
+            panic!("a secret appears in the logs: {masked}");
+        }
+        for text in extra {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret appears in a response"
+            );
+        }
+    }
+}
+
+pub fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        attempt_timeout: Duration::from_millis(1500),
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        max_attempts: 8,
+    }
+}
+
+pub struct AppOptions {
+    pub settings: Settings,
+    pub retry: RetryPolicy,
+    pub ttl: Duration,
+    pub allow_unauthenticated: bool,
+    pub dry_run: bool,
+    pub max_body_bytes: usize,
+    pub budget: Duration,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            settings: Settings::default(),
+            retry: fast_retries(),
+            ttl: Duration::from_secs(300),
+            allow_unauthenticated: false,
+            dry_run: false,
+            max_body_bytes: 1 << 20,
+            budget: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The real handler, wired to moto's Secrets Manager and the stand-in as `main.rs` does.
+pub fn app(
+    moto: &Moto,
+    secret_id: &str,
+    events_url: &str,
+    options: AppOptions,
+) -> App<SecretsManagerSource> {
+    App {
+        settings: options.settings,
+        secrets: SecretCache::new(
+            SecretsManagerSource::new(moto.client(), secret_id),
+            options.ttl,
+            Duration::from_secs(60),
+        ),
+        pagerduty: PagerDutyClient::new(
+            PagerDutyClient::http_client().unwrap(),
+            events_url,
+            options.retry,
+        ),
+        max_body_bytes: options.max_body_bytes,
+        allow_unauthenticated: options.allow_unauthenticated,
+        dry_run: options.dry_run,
+        deadline_margin: Duration::from_millis(200),
+        default_budget: options.budget,
+    }
+}
+
+/// A function URL event from `events/`, as JSON to adjust before use.
+pub fn event_file(name: &str) -> Value {
+    let text = std::fs::read_to_string(format!("{EVENTS_DIR}/{name}")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The event with the token in its query string replaced (`None` removes it).
+pub fn with_token(mut event: Value, token: Option<&str>) -> Value {
+    match token {
+        Some(token) => {
+            event["queryStringParameters"] = serde_json::json!({ "token": token });
+            event["rawQueryString"] = Value::String(format!("token={token}"));
+        }
+        None => {
+            event
+                .as_object_mut()
+                .unwrap()
+                .remove("queryStringParameters");
+            event["rawQueryString"] = Value::String(String::new());
+        }
+    }
+    event
+}
+
+pub fn with_path(mut event: Value, path: &str) -> Value {
+    event["rawPath"] = Value::String(path.to_owned());
+    event["requestContext"]["http"]["path"] = Value::String(path.to_owned());
+    event
+}
+
+pub fn with_body(mut event: Value, body: &str) -> Value {
+    event["body"] = Value::String(body.to_owned());
+    event
+}
+
+/// Deserializes the event exactly as the Lambda runtime does.
+pub fn request(event: &Value) -> ApiGatewayV2httpRequest {
+    serde_json::from_value(event.clone()).expect("a function URL event")
+}
+
+/// An invocation with `budget` until its Lambda deadline.
+pub fn invocation(budget: Duration) -> Invocation {
+    let deadline = SystemTime::now() + budget;
+    Invocation::new(
+        "test-request",
+        deadline.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64,
+    )
+}
+
+pub struct Answer {
+    pub status: i64,
+    pub body: Value,
+    pub text: String,
+    pub response: ApiGatewayV2httpResponse,
+}
+
+pub async fn call(app: &App<SecretsManagerSource>, event: &Value) -> Answer {
+    let response = app
+        .handle(request(event), &invocation(Duration::from_secs(10)))
+        .await;
+    answer(response)
+}
+
+pub fn answer(response: ApiGatewayV2httpResponse) -> Answer {
+    let text = match &response.body {
+        Some(lambda_http::Body::Text(text)) => text.clone(),
+        other => panic!("expected a text body, got {other:?}"),
+    };
+    let body = serde_json::from_str(&text).expect("every answer is JSON");
+    assert_eq!(
+        response.headers.get("content-type").unwrap(),
+        "application/json"
+    );
+    Answer {
+        status: response.status_code,
+        body,
+        text,
+        response,
+    }
+}
