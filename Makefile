@@ -8,7 +8,7 @@ VENV := .venv
 TOOLS_STAMP := $(VENV)/.installed-$(shell sha256sum tools/requirements.txt | cut -c1-16)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test fmt lint tools
+.PHONY: test fmt lint tools demo
 
 ## tools: the Python venv with moto, SAM CLI, cfn-lint, cargo-lambda and zig (idempotent)
 tools: $(TOOLS_STAMP)
@@ -32,3 +32,7 @@ fmt:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## demo: the function under cargo lambda watch, moto and the PagerDuty stand-in; an alert and its recovery sent through the function URL
+demo: tools
+	bash tools/demo.sh

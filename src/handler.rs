@@ -39,14 +39,20 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// `deadline_epoch_ms` is the Lambda deadline in milliseconds since the epoch; 0 when
-    /// there is none (a local run).
+    /// `deadline_epoch_ms` is the Lambda deadline in milliseconds since the epoch. A value
+    /// that cannot be one (0 from a bare runtime, or a duration such as the 600000 that
+    /// `cargo lambda watch` sends) means no deadline is known; the handler then uses its
+    /// local budget. Lambda never runs an invocation longer than 15 minutes, so nor is a
+    /// deadline taken further away than that.
     pub fn new(request_id: impl Into<String>, deadline_epoch_ms: u64) -> Self {
+        const EPOCH_MS_2001: u64 = 1_000_000_000_000;
+        const LAMBDA_MAX: Duration = Duration::from_secs(900);
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let deadline = (deadline_epoch_ms > 0).then(|| {
-            Instant::now() + Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
+        let deadline = (deadline_epoch_ms >= EPOCH_MS_2001).then(|| {
+            let remaining = Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms));
+            Instant::now() + remaining.min(LAMBDA_MAX)
         });
         Invocation {
             request_id: request_id.into(),
@@ -55,7 +61,6 @@ impl Invocation {
     }
 }
 
-/// One translated event, checked and ready to go.
 enum Step {
     Send(Box<PagerDutyEvent>),
     Drop(DropReason),
@@ -404,4 +409,60 @@ fn json_response(status: u16, body: &Value) -> ApiGatewayV2httpResponse {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response.body = Some(Body::Text(body.to_string()));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_that_are_not_epoch_times_mean_no_deadline() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let remaining = |deadline_ms: u64| {
+            Invocation::new("r", deadline_ms)
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()).as_secs())
+        };
+        assert_eq!(remaining(0), None, "no deadline from a bare runtime");
+        assert_eq!(
+            remaining(600_000),
+            None,
+            "cargo lambda watch sends a duration"
+        );
+        assert_eq!(remaining(now_ms + 30_500), Some(30));
+        assert_eq!(
+            remaining(now_ms - 5_000),
+            Some(0),
+            "a passed deadline leaves no time"
+        );
+        assert_eq!(
+            remaining(now_ms + 3_600_000),
+            Some(899),
+            "capped at Lambda's 15 minutes"
+        );
+    }
+
+    #[test]
+    fn routes() {
+        for (path, expected) in [
+            ("/", "root"),
+            ("", "root"),
+            ("//", "root"),
+            ("/payments", "payments"),
+            ("/payments/", "payments"),
+            ("/a/b", "invalid"),
+            ("/..", "invalid"),
+            ("/%2F", "invalid"),
+        ] {
+            let got = match route_of(path) {
+                Route::Root => "root",
+                Route::Named(name) => name,
+                Route::Invalid => "invalid",
+            };
+            assert_eq!(got, expected, "{path:?}");
+        }
+    }
 }

@@ -169,7 +169,7 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Answer {
             .unwrap()
             .accepted
             .iter()
-            .map(|a| a.body.clone())
+            .map(|a| redact(&a.body))
             .collect();
         return respond(200, json!(accepted));
     }
