@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # The Lambda runs on arm64; sam build and the size benchmark cross-compile to it.
 ARM_TARGET := aarch64-unknown-linux-gnu
 
-.PHONY: test fmt lint tools demo template-check targets webhook-url
+.PHONY: test fmt lint tools demo template-check targets webhook-url bench soak fuzz
 
 ## tools: the Python venv with moto, SAM CLI, cfn-lint, cargo-lambda and zig (idempotent)
 tools: $(TOOLS_STAMP)
@@ -47,11 +47,31 @@ webhook-url: tools
 fmt:
 	$(CARGO) fmt
 
-## lint: formatting check and clippy with warnings as errors
+## lint: formatting check, clippy with warnings as errors, cargo deny (licenses, bans, sources)
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny
+	$(CARGO) deny check licenses bans sources
 
 ## demo: the function under cargo lambda watch, moto and the PagerDuty stand-in; an alert and its recovery sent through the function URL
 demo: tools
 	bash tools/demo.sh
+
+## bench: criterion benches of the core, then the release bootstrap end to end beside the guide's approach; writes BENCHMARKS.md
+bench: tools targets
+	$(CARGO) bench --locked --bench translate
+	$(CARGO) build --locked --release --bin bootstrap --example bench-e2e
+	cargo-lambda lambda build --release --arm64 --bin bootstrap
+	target/release/examples/bench-e2e --bootstrap target/release/bootstrap \
+	  --arm64 target/lambda/bootstrap/bootstrap --invocations 2000 --out BENCHMARKS.md
+
+## soak: 10,000 events through the real handler while the stand-in fails a third of the attempts; prints the table
+soak:
+	$(CARGO) run --locked --release --example soak -- --events 10000 --workers 8
+
+FUZZ_SECONDS ?= 300
+## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 300), corpus seeded from events/; prints executions and crashes
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	bash tools/fuzz.sh $(FUZZ_SECONDS)

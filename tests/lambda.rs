@@ -5,69 +5,8 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::pagerduty::{Fault, StandIn};
+use support::pagerduty::Fault;
 use support::*;
-
-/// One test's world: moto with a secret, the stand-in, and the keys in play.
-struct World {
-    moto: Moto,
-    standin: StandIn,
-    secret_id: String,
-    routing_key: String,
-    token: String,
-}
-
-async fn world() -> World {
-    world_with_secret(|key, token| json!({"routing_key": key, "webhook_token": token}).to_string())
-        .await
-}
-
-async fn world_with_secret(secret: impl Fn(&str, &str) -> String) -> World {
-    capture_logs();
-    let moto = Moto::start();
-    let standin = StandIn::start().await;
-    let routing_key = secret_value(32);
-    let token = secret_value(40);
-    let secret_id = format!("guance-pagerduty-{}", random_text(8));
-    moto.create_secret(&secret_id, &secret(&routing_key, &token))
-        .await;
-    World {
-        moto,
-        standin,
-        secret_id,
-        routing_key,
-        token,
-    }
-}
-
-impl World {
-    fn app(
-        &self,
-        options: AppOptions,
-    ) -> guance_pagerduty::handler::App<guance_pagerduty::secret::SecretsManagerSource> {
-        app(
-            &self.moto,
-            &self.secret_id,
-            &self.standin.events_url(),
-            options,
-        )
-    }
-
-    fn event(&self, name: &str) -> Value {
-        with_token(event_file(name), Some(&self.token))
-    }
-
-    /// Checks what every test must hold at its end.
-    fn finish(&self, answers: &[&Answer]) {
-        assert_eq!(
-            self.standin.invalid(),
-            Vec::<Vec<String>>::new(),
-            "PagerDuty would have refused an event"
-        );
-        let texts: Vec<&str> = answers.iter().map(|a| a.text.as_str()).collect();
-        assert_no_secret_leaked(&texts);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_then_recovery_arrive_as_trigger_then_resolve_with_one_dedup_key() {
@@ -561,11 +500,3 @@ async fn the_logs_say_what_happened_and_hold_no_secret() {
     }
     w.finish(&[&a]);
 }
-
-/// `value.pipe(f)` reads better than nesting in the case tables above.
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
-    }
-}
-impl Pipe for Value {}

@@ -12,7 +12,8 @@ use guance_pagerduty::handler::{App, Invocation};
 use guance_pagerduty::secret::{SecretCache, SecretsManagerSource};
 use guance_pagerduty::Settings;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use serde_json::Value;
+use pagerduty::StandIn;
+use serde_json::{json, Value};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -328,3 +329,69 @@ pub fn answer(response: ApiGatewayV2httpResponse) -> Answer {
         response,
     }
 }
+
+/// One test's world: moto with a secret, the stand-in, and the keys in play.
+pub struct World {
+    pub moto: Moto,
+    pub standin: StandIn,
+    pub secret_id: String,
+    pub routing_key: String,
+    pub token: String,
+}
+
+pub async fn world() -> World {
+    world_with_secret(|key, token| json!({"routing_key": key, "webhook_token": token}).to_string())
+        .await
+}
+
+pub async fn world_with_secret(secret: impl Fn(&str, &str) -> String) -> World {
+    capture_logs();
+    let moto = Moto::start();
+    let standin = StandIn::start().await;
+    let routing_key = secret_value(32);
+    let token = secret_value(40);
+    let secret_id = format!("guance-pagerduty-{}", random_text(8));
+    moto.create_secret(&secret_id, &secret(&routing_key, &token))
+        .await;
+    World {
+        moto,
+        standin,
+        secret_id,
+        routing_key,
+        token,
+    }
+}
+
+impl World {
+    pub fn app(&self, options: AppOptions) -> App<SecretsManagerSource> {
+        app(
+            &self.moto,
+            &self.secret_id,
+            &self.standin.events_url(),
+            options,
+        )
+    }
+
+    pub fn event(&self, name: &str) -> Value {
+        with_token(event_file(name), Some(&self.token))
+    }
+
+    /// Checks what every test must hold at its end.
+    pub fn finish(&self, answers: &[&Answer]) {
+        assert_eq!(
+            self.standin.invalid(),
+            Vec::<Vec<String>>::new(),
+            "PagerDuty would have refused an event"
+        );
+        let texts: Vec<&str> = answers.iter().map(|a| a.text.as_str()).collect();
+        assert_no_secret_leaked(&texts);
+    }
+}
+
+/// `value.pipe(f)` reads better than nesting in the tests' case tables.
+pub trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl Pipe for Value {}
