@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# make fuzz: runs each cargo-fuzz target for a bounded time and prints its executions and
+# crashes. The corpora start from the sample events; what libFuzzer finds stays in
+# fuzz/corpus (ignored by git). cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the
+# one stable toolchain on these machines accept them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-300}
+export RUSTC_BOOTSTRAP=1
+
+mkdir -p fuzz/corpus/body_to_outcome fuzz/corpus/handler
+for f in events/*.json; do
+  cp "$f" "fuzz/corpus/handler/seed-$(basename "$f")"
+  python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); sys.stdout.write(e.get("body") or "")' "$f" \
+    > "fuzz/corpus/body_to_outcome/seed-$(basename "$f")"
+done
+cp tests/fixtures/contract-example-alert.json fuzz/corpus/body_to_outcome/seed-contract-example.json
+
+summary=()
+for target in body_to_outcome handler; do
+  log=$(mktemp)
+  echo "== fuzzing $target for ${seconds}s"
+  status=0
+  cargo fuzz run --release "$target" "fuzz/corpus/$target" -- \
+    -max_total_time="$seconds" -max_len=1100000 -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1 || status=$?
+  execs=$(grep -m1 "stat::number_of_executed_units" "$log" | awk "{print \$2}" || true)
+  crashes=$( (ls fuzz/artifacts/"$target"/crash-* fuzz/artifacts/"$target"/oom-* fuzz/artifacts/"$target"/timeout-* 2>/dev/null || true) | wc -l)
+  tail -n 5 "$log"
+  summary+=("$target: ${execs:-?} executions, $crashes crashes/ooms/timeouts, exit $status")
+  [ "$status" -eq 0 ] || { echo "== $target failed; its log:"; tail -n 60 "$log"; }
+done
+echo
+printf '%s\n' "${summary[@]}"
