@@ -112,4 +112,9 @@ print(json.dumps(events, ensure_ascii=False, indent=2))
 '
 echo
 echo "== the function's log lines for those events"
+# cargo lambda watch relays the function's output with a little delay.
+for _ in $(seq 20); do
+  [ "$(grep -c '"event delivered to PagerDuty"' "$WORK/watch.log" || true)" -ge 2 ] && break
+  sleep 0.25
+done
 grep -h '"event delivered to PagerDuty"' "$WORK/watch.log" | sed -e 's/\x1b\[[0-9;]*m//g' | tail -n 5 || true
