@@ -206,6 +206,7 @@ pub struct AppOptions {
     pub dry_run: bool,
     pub max_body_bytes: usize,
     pub budget: Duration,
+    pub deadline_margin: Duration,
 }
 
 impl Default for AppOptions {
@@ -218,6 +219,7 @@ impl Default for AppOptions {
             dry_run: false,
             max_body_bytes: 1 << 20,
             budget: Duration::from_secs(10),
+            deadline_margin: Duration::from_millis(200),
         }
     }
 }
@@ -244,7 +246,7 @@ pub fn app(
         max_body_bytes: options.max_body_bytes,
         allow_unauthenticated: options.allow_unauthenticated,
         dry_run: options.dry_run,
-        deadline_margin: Duration::from_millis(200),
+        deadline_margin: options.deadline_margin,
         default_budget: options.budget,
     }
 }
