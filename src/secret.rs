@@ -1,13 +1,13 @@
 //! Where the routing keys and the webhook token come from: AWS Secrets Manager (or the
 //! environment, for local use), cached per container.
 
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 
@@ -267,12 +267,8 @@ impl<S: SecretSource> SecretCache<S> {
                 return Ok(Arc::clone(secrets));
             }
         }
-        match self.fetch().await {
-            Ok(secrets) => {
-                let secrets = Arc::new(secrets);
-                state.current = Some((Arc::clone(&secrets), Instant::now()));
-                Ok(secrets)
-            }
+        match self.fetch_into(&mut state).await {
+            Ok(secrets) => Ok(secrets),
             Err(error) => match &state.current {
                 Some((stale, _)) => {
                     tracing::warn!(%error, "secret refresh failed; serving the cached value");
@@ -293,12 +289,8 @@ impl<S: SecretSource> SecretCache<S> {
             }
         }
         state.last_forced = Some(Instant::now());
-        match self.fetch().await {
-            Ok(secrets) => {
-                let secrets = Arc::new(secrets);
-                state.current = Some((Arc::clone(&secrets), Instant::now()));
-                Some(secrets)
-            }
+        match self.fetch_into(&mut state).await {
+            Ok(secrets) => Some(secrets),
             Err(error) => {
                 tracing::warn!(%error, "secret refresh after a token mismatch failed");
                 None
@@ -311,9 +303,12 @@ impl<S: SecretSource> SecretCache<S> {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    async fn fetch(&self) -> Result<WebhookSecrets, SecretError> {
+    /// Asks the source and, on success, makes the answer the cached value.
+    async fn fetch_into(&self, state: &mut CacheState) -> Result<Arc<WebhookSecrets>, SecretError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        self.source.fetch().await
+        let secrets = Arc::new(self.source.fetch().await?);
+        state.current = Some((Arc::clone(&secrets), Instant::now()));
+        Ok(secrets)
     }
 }
 
