@@ -126,12 +126,13 @@ impl<S: SecretSource> App<S> {
         match answer {
             Ok((status, body)) => json_response(status, &body),
             Err(error) => {
-                if error.status() >= 500 {
-                    tracing::error!(request_id = %invocation.request_id, status = error.status(), error = %error.body()["message"], "request failed");
+                let (status, body) = (error.status(), error.body());
+                if status >= 500 {
+                    tracing::error!(request_id = %invocation.request_id, status, error = %body["message"], "request failed");
                 } else {
-                    tracing::warn!(request_id = %invocation.request_id, status = error.status(), error = %error.body()["message"], "request refused");
+                    tracing::warn!(request_id = %invocation.request_id, status, error = %body["message"], "request refused");
                 }
-                let mut response = json_response(error.status(), &error.body());
+                let mut response = json_response(status, &body);
                 if let Some(retry_after) = error.retry_after() {
                     response.headers.insert(
                         header::RETRY_AFTER,
