@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # The Lambda runs on arm64; sam build and the size benchmark cross-compile to it.
 ARM_TARGET := aarch64-unknown-linux-gnu
 
-.PHONY: test fmt lint tools demo template-check targets webhook-url bench soak fuzz
+.PHONY: test fmt lint tools demo invoke template-check targets webhook-url bench soak fuzz
 
 ## tools: the Python venv with moto, SAM CLI, cfn-lint, cargo-lambda and zig (idempotent)
 tools: $(TOOLS_STAMP)
@@ -57,6 +57,10 @@ lint:
 ## demo: the function under cargo lambda watch, moto and the PagerDuty stand-in; an alert and its recovery sent through the function URL
 demo: tools
 	bash tools/demo.sh
+
+## invoke: the built bootstrap under AWS's Lambda Runtime Interface Emulator (sam local's, without Docker) with moto and the stand-in; EVENT=events/alert.json for one file, default all of events/
+invoke: tools
+	bash tools/invoke.sh
 
 ## bench: criterion benches of the core, then the release bootstrap end to end beside the guide's approach; writes BENCHMARKS.md
 bench: tools targets

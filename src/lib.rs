@@ -2,14 +2,16 @@
 //!
 //! The pure core ([`guance`], [`pagerduty`], [`translate`]) does no I/O. Around it, one
 //! adapter per job: [`handler`] (the function URL), [`secret`] (the routing key and
-//! token, cached), [`delivery`] (sending to PagerDuty with retries); [`error`] maps every
-//! failure to its HTTP answer and [`config`] reads the environment.
+//! token, cached), [`delivery`] (sending to PagerDuty with retries); [`invocation`] tells
+//! the kinds of invocation apart; [`error`] maps every failure to its HTTP answer and
+//! [`config`] reads the environment.
 
 pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod guance;
 pub mod handler;
+pub mod invocation;
 pub mod logging;
 pub mod pagerduty;
 pub mod secret;

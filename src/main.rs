@@ -5,13 +5,13 @@
 use guance_pagerduty::config::{Config, SecretConfig};
 use guance_pagerduty::delivery::PagerDutyClient;
 use guance_pagerduty::handler::{App, Invocation};
+use guance_pagerduty::invocation::{classify, Incoming};
 use guance_pagerduty::secret::{
     AnySecretSource, SecretCache, SecretsManagerSource, StaticSource, WebhookSecrets, WebhookToken,
 };
 use guance_pagerduty::{logging, secret::RoutingKey};
-use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
-use std::convert::Infallible;
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
+use serde_json::Value;
 use std::time::Duration;
 
 /// A wrong token forces the secret to be read again at most this often.
@@ -68,11 +68,24 @@ async fn main() -> Result<(), Error> {
         default_budget: config.default_budget,
     };
     let app = &app;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            let invocation = Invocation::new(event.context.request_id, event.context.deadline);
-            Ok::<_, Infallible>(app.handle(event.payload, &invocation).await)
-        },
-    ))
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let invocation = Invocation::new(event.context.request_id, event.context.deadline);
+        match classify(event.payload) {
+            Ok(Incoming::FunctionUrl(request)) => {
+                let response = app.handle(*request, &invocation).await;
+                serde_json::to_value(response).map_err(|e| Diagnostic {
+                    error_type: "ResponseNotSerializable".into(),
+                    error_message: e.to_string(),
+                })
+            }
+            Err(unrecognized) => {
+                tracing::error!(request_id = %invocation.request_id, error = %unrecognized, "invocation refused");
+                Err(Diagnostic {
+                    error_type: "UnrecognizedInvocation".into(),
+                    error_message: unrecognized.to_string(),
+                })
+            }
+        }
+    }))
     .await
 }

@@ -62,8 +62,6 @@ impl fmt::Display for DropReason {
 pub enum RejectReason {
     /// A recovery PagerDuty could not match to its alert: it would be dropped there.
     ResolveWithoutDedupKey,
-    /// Not even `df_event_id` is present to identify the alert.
-    TriggerWithoutDedupKey,
 }
 
 impl fmt::Display for RejectReason {
@@ -72,10 +70,6 @@ impl fmt::Display for RejectReason {
             RejectReason::ResolveWithoutDedupKey => f.write_str(
                 "recovery event has none of df_monitor_checker_event_ref, df_monitor_checker_id \
                  or df_fault_id, so the alert it resolves cannot be identified",
-            ),
-            RejectReason::TriggerWithoutDedupKey => f.write_str(
-                "alert event has none of df_monitor_checker_event_ref, df_monitor_checker_id, \
-                 df_fault_id or df_event_id, so it cannot be deduplicated",
             ),
         }
     }
@@ -185,12 +179,8 @@ pub fn translate(event: &GuanceEvent, settings: &Settings) -> Translation {
     };
 
     let Some(dedup_key) = dedup_key(event, event_action) else {
-        let reason = match event_action {
-            EventAction::Resolve => RejectReason::ResolveWithoutDedupKey,
-            _ => RejectReason::TriggerWithoutDedupKey,
-        };
         return Translation {
-            outcome: Outcome::Reject(reason),
+            outcome: Outcome::Reject(RejectReason::ResolveWithoutDedupKey),
             warnings,
         };
     };
@@ -265,7 +255,9 @@ pub fn translate(event: &GuanceEvent, settings: &Settings) -> Translation {
 /// The key that ties an alert to its recovery, first that exists:
 /// `df_monitor_checker_event_ref`; a hash of workspace, monitor and dimension tags;
 /// `df_fault_id`; and, for a trigger only, `df_event_id` (unique per notification, so a
-/// resolve keyed by it could never match its alert).
+/// resolve keyed by it could never match its alert), else a hash of the whole event: an
+/// alert of a shape never seen (Guance's "test" button sends an undocumented one) still
+/// pages, and its exact repeats collapse into one alert. `None` only for a resolve.
 pub fn dedup_key(event: &GuanceEvent, action: EventAction) -> Option<String> {
     if let Some(event_ref) = event.text("df_monitor_checker_event_ref") {
         return Some(event_ref.into_owned());
@@ -283,9 +275,21 @@ pub fn dedup_key(event: &GuanceEvent, action: EventAction) -> Option<String> {
         return Some(fault_id.into_owned());
     }
     match action {
-        EventAction::Trigger => event.text("df_event_id").map(|id| id.into_owned()),
+        EventAction::Trigger => Some(
+            event
+                .text("df_event_id")
+                .map(|id| id.into_owned())
+                .unwrap_or_else(|| whole_event_key(event)),
+        ),
         EventAction::Acknowledge | EventAction::Resolve => None,
     }
+}
+
+/// serde_json's `Map` is sorted by key (the `preserve_order` feature is off, and a test
+/// holds it so), so the same fields in any order give the same bytes and the same key.
+fn whole_event_key(event: &GuanceEvent) -> String {
+    let canonical = serde_json::to_vec(event.fields()).unwrap_or_default();
+    hashed_key(&[b"event:".as_slice(), &canonical].concat())
 }
 
 /// Dimension tags as `k=v` pairs in key order, or `None` when there are none.

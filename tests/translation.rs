@@ -277,7 +277,18 @@ fn dedup_key_fallback_order() {
             json!({"df_monitor_checker_event_ref": 12345}),
             Some("12345".into()),
         ),
-        (json!({"df_title": "nothing to key on"}), None),
+        // No identifier at all (Guance's "test" button, a shape never seen): the hash
+        // of the whole event, status included, so it still pages.
+        (
+            json!({"df_title": "nothing to key on"}),
+            Some(whole_event_hash(
+                r#"{"df_status":"critical","df_title":"nothing to key on"}"#,
+            )),
+        ),
+        (
+            json!({}),
+            Some(whole_event_hash(r#"{"df_status":"critical"}"#)),
+        ),
     ];
     for (fields, expected) in cases {
         let mut alert = fields.clone();
@@ -285,7 +296,6 @@ fn dedup_key_fallback_order() {
         let t = translate(&event(alert), &Settings::default());
         match (&t.outcome, &expected) {
             (Outcome::Send(e), Some(key)) => assert_eq!(&e.dedup_key, key, "{fields}"),
-            (Outcome::Reject(RejectReason::TriggerWithoutDedupKey), None) => {}
             (other, _) => panic!("{fields}: {other:?}"),
         }
     }
@@ -301,6 +311,37 @@ fn dedup_key_fallback_order() {
         key(json!({"df_monitor_checker_id": "rul_1"})),
         key(json!({"df_monitor_checker_id": "rul_2"}))
     );
+    // The whole-event key: the same fields in any order give one key; any change of
+    // content gives another; a resolve never gets one (it would close nothing).
+    let parsed = |body: &str| {
+        guance_pagerduty::parse_body(body.as_bytes())
+            .unwrap()
+            .remove(0)
+    };
+    let whole = |body: &str| {
+        guance_pagerduty::translate::dedup_key(&parsed(body), EventAction::Trigger).unwrap()
+    };
+    assert_eq!(
+        whole(r#"{"df_title":"Test","df_message":"This is a test","n":1}"#),
+        whole(r#"{"n":1,"df_message":"This is a test","df_title":"Test"}"#)
+    );
+    assert_ne!(
+        whole(r#"{"df_title":"Test","df_message":"This is a test"}"#),
+        whole(r#"{"df_title":"Test","df_message":"This is another test"}"#)
+    );
+    assert_eq!(
+        guance_pagerduty::translate::dedup_key(
+            &parsed(r#"{"df_title":"Test"}"#),
+            EventAction::Resolve
+        ),
+        None
+    );
+}
+
+/// The key an event without any identifier gets: `guance-` and the SHA-256 of `event:`
+/// followed by the event's canonical JSON (sorted keys, no spaces).
+fn whole_event_hash(canonical: &str) -> String {
+    guance_pagerduty::pagerduty::hashed_key(format!("event:{canonical}").as_bytes())
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod emulator;
 pub mod pagerduty;
 
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};

@@ -1,0 +1,201 @@
+//! The built `bootstrap` through AWS's Lambda Runtime Interface Emulator: the runtime loop
+//! Lambda runs (event deserialization, error reporting, the runtime's own logging), which
+//! tests calling `App::handle` never pass through. Logging is at TRACE for every crate.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::emulator::Emulator;
+use support::*;
+
+const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_bootstrap");
+
+/// Each file in `events/`, in the order sent, and the status its name promises.
+const EVENT_FILES: &[(&str, i64)] = &[
+    ("health.json", 200),
+    ("alert.json", 202),
+    ("recovery.json", 202),
+    ("nodata.json", 202),
+    ("test-button.json", 202),
+    ("empty-object.json", 202),
+    ("malformed-body.json", 400),
+    ("bad-base64.json", 400),
+    ("no-token.json", 401),
+];
+
+fn function_env(w: &World) -> Vec<(&'static str, String)> {
+    vec![
+        ("PAGERDUTY_SECRET_ID", w.secret_id.clone()),
+        ("PAGERDUTY_EVENTS_URL", w.standin.events_url()),
+        ("AWS_ENDPOINT_URL", w.moto.endpoint.clone()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("RUST_LOG", "trace".into()),
+    ]
+}
+
+/// The event file with the demo token replaced by this test's (files without a token
+/// stay without one).
+fn event_with_test_token(w: &World, name: &str) -> Value {
+    let event = event_file(name);
+    if event["queryStringParameters"]["token"].is_string() {
+        with_token(event, Some(&w.token))
+    } else {
+        event
+    }
+}
+
+/// The function's answer, checked to be a function URL response with a JSON body.
+fn response(answer: &Value, name: &str) -> (i64, Value) {
+    let status = answer["statusCode"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{name}: not a function URL response: {answer}"));
+    let body = serde_json::from_str(answer["body"].as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{name}: body is not JSON ({e}): {answer}"));
+    assert_eq!(
+        answer["headers"]["content-type"], "application/json",
+        "{name}"
+    );
+    (status, body)
+}
+
+fn assert_no_secret_in(w: &World, texts: &[&str]) {
+    for text in texts {
+        for (what, secret) in [("routing key", &w.routing_key), ("token", &w.token)] {
+            if let Some(line) = text.lines().find(|l| l.contains(secret.as_str())) {
+                panic!(
+                    "the {what} leaked: {}",
+                    line.replace(secret.as_str(), "<SECRET>")
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_file_answers_what_its_name_says_and_nothing_leaks_at_trace() {
+    let w = world().await;
+    let mut listed: Vec<String> = std::fs::read_dir(EVENTS_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = EVENT_FILES.iter().map(|(n, _)| n.to_string()).collect();
+    expected.sort();
+    assert_eq!(
+        listed, expected,
+        "every file in events/ has its expectation here"
+    );
+
+    let emulator = Emulator::start(BOOTSTRAP, &function_env(&w));
+    let mut answers = Vec::new();
+    for (name, status) in EVENT_FILES {
+        let answer = emulator.invoke(&event_with_test_token(&w, name)).await;
+        let (got, body) = response(&answer, name);
+        assert_eq!(got, *status, "{name}: {answer}");
+        if *status >= 400 {
+            assert!(body["message"].is_string(), "{name}: {body}");
+        }
+        answers.push(answer.to_string());
+    }
+
+    let accepted = w.standin.accepted();
+    let actions: Vec<&str> = accepted.iter().map(|a| a.event_action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["trigger", "resolve", "trigger", "trigger", "trigger"],
+        "alert, recovery, nodata, the test button and an empty object"
+    );
+    assert!(
+        accepted[1].resolved_open_alert,
+        "the recovery closed the alert"
+    );
+    assert_eq!(accepted[1].dedup_key, accepted[0].dedup_key);
+    assert!(
+        accepted[3].dedup_key.starts_with("guance-"),
+        "the test button's key is a hash of the event: {}",
+        accepted[3].dedup_key
+    );
+    assert!(accepted.iter().all(|a| a.routing_key == w.routing_key));
+
+    let output = emulator.output();
+    assert!(
+        output.contains(r#""level":"TRACE""#) || output.contains(r#""level":"DEBUG""#),
+        "the function logged below INFO, so the check below can see a leak: {output}"
+    );
+    let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
+    assert_no_secret_in(&w, &answers);
+    assert_no_secret_in(&w, &[&output]);
+    w.finish(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_invocation_gets_a_clear_error_and_the_function_keeps_serving() {
+    let w = world().await;
+    let emulator = Emulator::start(BOOTSTRAP, &function_env(&w));
+    let health = event_file("health.json");
+
+    let (status, _) = response(&emulator.invoke(&health).await, "health");
+    assert_eq!(status, 200);
+
+    // A function URL event whose fields have the wrong types, one of them holding the
+    // token: the error names the field and never the value.
+    let mut wrong_types = event_with_test_token(&w, "alert.json");
+    wrong_types["headers"] = json!(format!("token={}", w.token));
+    let cases = [
+        (
+            "not a function URL event",
+            json!({"source": "aws.events", "detail": {"token": w.token}}).to_string(),
+            "UnrecognizedInvocation",
+            "not a function URL request",
+        ),
+        (
+            "wrong field types",
+            wrong_types.to_string(),
+            "UnrecognizedInvocation",
+            "`headers`",
+        ),
+        (
+            "a JSON string",
+            json!(w.token).to_string(),
+            "UnrecognizedInvocation",
+            "a string",
+        ),
+        (
+            "not JSON at all",
+            format!("token={}", w.token),
+            "",
+            "deserialize",
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (what, payload, error_type, says) in cases {
+        let answer = emulator.invoke_raw(payload.into_bytes()).await;
+        let message = answer["errorMessage"].as_str().unwrap_or_default();
+        assert!(answer["statusCode"].is_null(), "{what}: {answer}");
+        if !error_type.is_empty() {
+            assert_eq!(answer["errorType"], error_type, "{what}: {answer}");
+        }
+        assert!(message.contains(says), "{what}: {answer}");
+        answers.push(answer.to_string());
+
+        // The function is still there for the next invocation.
+        let (status, _) = response(&emulator.invoke(&health).await, "health after");
+        assert_eq!(status, 200, "after {what}");
+    }
+    let (status, _) = response(
+        &emulator
+            .invoke(&event_with_test_token(&w, "alert.json"))
+            .await,
+        "alert after",
+    );
+    assert_eq!(status, 202);
+    assert_eq!(w.standin.accepted().len(), 1);
+
+    let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
+    assert_no_secret_in(&w, &answers);
+    assert_no_secret_in(&w, &[&emulator.output()]);
+    w.finish(&[]);
+}
