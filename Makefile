@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # The Lambda runs on arm64; sam build and the size benchmark cross-compile to it.
 ARM_TARGET := aarch64-unknown-linux-gnu
 
-.PHONY: test fmt lint tools demo invoke template-check targets webhook-url bench soak fuzz
+.PHONY: test fmt lint tools demo invoke cargo-lambda-secret deploy-check template-check targets webhook-url bench soak fuzz
 
 ## tools: the Python venv with moto, SAM CLI, cfn-lint, cargo-lambda and zig (idempotent)
 tools: $(TOOLS_STAMP)
@@ -31,6 +31,7 @@ targets:
 test: tools
 	$(CARGO) test --locked --all-targets
 	$(MAKE) --no-print-directory template-check
+	$(MAKE) --no-print-directory deploy-check
 
 ## template-check: sam validate --lint, cfn-lint, sam build (arm64) and the offline-transformed template's checks
 template-check: tools targets
@@ -39,9 +40,17 @@ template-check: tools targets
 	sam build
 	$(VENV)/bin/python tests/check_template.py .aws-sam/build/WebhookFunction/bootstrap
 
+## deploy-check: the README's cargo lambda deploy commands against moto (IAM, Lambda, Secrets Manager), and what they made
+deploy-check: tools targets
+	$(VENV)/bin/python tests/check_cargo_lambda_deploy.py
+
 ## webhook-url: the URL to paste into Guance, from the deployed stack (needs AWS credentials; STACK_NAME, ROUTE optional)
 webhook-url: tools
 	@$(VENV)/bin/python tools/webhook_url.py
+
+## cargo-lambda-secret: after `cargo lambda deploy`, the secret (ROUTING_KEY, generated token) and the role's permission to read it; prints the webhook URL
+cargo-lambda-secret: tools
+	@$(VENV)/bin/python tools/cargo_lambda_secret.py
 
 ## fmt: format the code
 fmt:

@@ -86,6 +86,7 @@ async fn main() {
         seed,
     });
     let app = Arc::new(App {
+        queue: None,
         settings: Settings::default(),
         secrets: SecretCache::new(
             StaticSource(WebhookSecrets {

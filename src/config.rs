@@ -20,8 +20,28 @@ pub enum SecretConfig {
     },
 }
 
+/// Queue mode: `DELIVERY_QUEUE_URL` names an SQS FIFO queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// The delivery queue: the webhook puts events on it, the dispatcher takes them off.
+    pub url: String,
+    /// Where the dispatcher parks events PagerDuty refused for good (400), with its errors.
+    pub dead_letter_url: Option<String>,
+    /// The queue's `MaximumMessageSize`; a bigger event is shrunk to fit.
+    pub max_message_bytes: usize,
+    /// Backoff between deliveries of a failing record: `base` doubled per receive, with
+    /// jitter, at most `max`; PagerDuty's `Retry-After` wins where it sent one.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Attempts per record within one dispatcher invocation, before the record waits in
+    /// the queue.
+    pub attempts_per_invocation: u32,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
+    /// `Some` in queue mode; `None` delivers directly, within the webhook's invocation.
+    pub queue: Option<QueueConfig>,
     pub secret: SecretConfig,
     pub secret_ttl: Duration,
     pub allow_unauthenticated: bool,
@@ -45,6 +65,7 @@ impl fmt::Debug for Config {
         };
         f.debug_struct("Config")
             .field("secret", &secret)
+            .field("queue", &self.queue)
             .field("secret_ttl", &self.secret_ttl)
             .field("allow_unauthenticated", &self.allow_unauthenticated)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -173,7 +194,38 @@ impl Config {
         };
         let millis = Duration::from_millis;
         let defaults = RetryPolicy::default();
+        let queue_url = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            match get(name).map(|v| v.trim().to_owned()) {
+                None => Ok(None),
+                Some(url)
+                    if (url.starts_with("https://") || url.starts_with("http://"))
+                        && url.ends_with(".fifo")
+                        && !url.contains(char::is_whitespace) =>
+                {
+                    Ok(Some(url))
+                }
+                Some(url) => Err(ConfigError {
+                    variable: name,
+                    problem: format!(
+                        "{url:?} is not the URL of an SQS FIFO queue (https://....fifo)"
+                    ),
+                }),
+            }
+        };
+        let queue = match queue_url("DELIVERY_QUEUE_URL")? {
+            None => None,
+            Some(url) => Some(QueueConfig {
+                url,
+                dead_letter_url: queue_url("DEAD_LETTER_QUEUE_URL")?,
+                max_message_bytes: number("QUEUE_MAX_MESSAGE_BYTES", 1_048_576, 16_384..=1_048_576)?
+                    as usize,
+                retry_base: Duration::from_secs(number("QUEUE_RETRY_BASE_SECONDS", 5, 1..=300)?),
+                retry_max: Duration::from_secs(number("QUEUE_RETRY_MAX_SECONDS", 300, 1..=43_200)?),
+                attempts_per_invocation: number("QUEUE_ATTEMPTS_PER_INVOCATION", 2, 1..=10)? as u32,
+            }),
+        };
         Ok(Config {
+            queue,
             secret,
             secret_ttl: Duration::from_secs(number("SECRET_CACHE_TTL_SECONDS", 300, 0..=86_400)?),
             allow_unauthenticated: flag("ALLOW_UNAUTHENTICATED")?,
@@ -241,6 +293,21 @@ mod tests {
         assert_eq!(c.settings, Settings::default());
         assert!(!c.allow_unauthenticated && !c.dry_run);
         assert_eq!(c.retry, RetryPolicy::default());
+        assert_eq!(c.queue, None, "direct delivery without DELIVERY_QUEUE_URL");
+
+        let q = config(&[
+            ("PAGERDUTY_SECRET_ID", "s"),
+            (
+                "DELIVERY_QUEUE_URL",
+                "https://sqs.eu-west-1.amazonaws.com/1/guance.fifo",
+            ),
+        ])
+        .unwrap()
+        .queue
+        .unwrap();
+        assert_eq!(q.max_message_bytes, 1_048_576);
+        assert_eq!((q.retry_base.as_secs(), q.retry_max.as_secs()), (5, 300));
+        assert_eq!(q.dead_letter_url, None);
     }
 
     #[test]
@@ -264,6 +331,38 @@ mod tests {
             ),
             (&[base, ("INFO_EVENTS", "maybe")], "INFO_EVENTS"),
             (&[base, ("DRY_RUN", "sure")], "DRY_RUN"),
+            (
+                &[
+                    base,
+                    (
+                        "DELIVERY_QUEUE_URL",
+                        "https://sqs.us-east-1.amazonaws.com/1/q",
+                    ),
+                ],
+                "DELIVERY_QUEUE_URL",
+            ),
+            (
+                &[
+                    base,
+                    (
+                        "DELIVERY_QUEUE_URL",
+                        "https://sqs.us-east-1.amazonaws.com/1/q.fifo",
+                    ),
+                    ("DEAD_LETTER_QUEUE_URL", "dlq.fifo"),
+                ],
+                "DEAD_LETTER_QUEUE_URL",
+            ),
+            (
+                &[
+                    base,
+                    (
+                        "DELIVERY_QUEUE_URL",
+                        "https://sqs.us-east-1.amazonaws.com/1/q.fifo",
+                    ),
+                    ("QUEUE_MAX_MESSAGE_BYTES", "2000000"),
+                ],
+                "QUEUE_MAX_MESSAGE_BYTES",
+            ),
             (
                 &[base, ("ALLOW_UNAUTHENTICATED", "2")],
                 "ALLOW_UNAUTHENTICATED",

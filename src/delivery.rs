@@ -83,6 +83,19 @@ impl PagerDutyClient {
         }
     }
 
+    /// The same client (and connection pool) with another retry policy.
+    pub fn with_policy(&self, policy: RetryPolicy) -> Self {
+        PagerDutyClient {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            policy,
+        }
+    }
+
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
     /// An HTTP client fit for PagerDuty: rustls, keep-alive, no redirects to follow.
     pub fn http_client() -> reqwest::Result<reqwest::Client> {
         reqwest::Client::builder()
@@ -250,6 +263,17 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
     } else {
         "the connection to PagerDuty failed".into()
     }
+}
+
+/// `full` with equal jitter: between half of it and all of it.
+pub fn jittered(full: Duration) -> Duration {
+    let half = full / 2;
+    let half_ms = half.as_millis() as u64;
+    half + Duration::from_millis(if half_ms == 0 {
+        0
+    } else {
+        Jitter::new().next() % (half_ms + 1)
+    })
 }
 
 /// Exponential backoff with equal jitter: half the delay fixed, half random, so retries

@@ -27,6 +27,8 @@ pub struct EventResult {
 pub enum EventOutcome {
     /// PagerDuty accepted it.
     Sent,
+    /// Queue mode: SQS holds it; the dispatcher delivers it.
+    Queued,
     /// `DRY_RUN`: translated and logged, not sent.
     DryRun,
     /// Deliberately not sent (info events set to drop).
@@ -53,6 +55,11 @@ pub enum AppError {
         reason: RejectReason,
     },
     SecretUnavailable,
+    /// Queue mode: SQS did not take every event. Those it took are not queued twice when
+    /// the request is sent again (deduplication).
+    QueueUnavailable {
+        reason: String,
+    },
     /// PagerDuty refused an event for good (400: invalid event, or a wrong URL).
     PagerDutyRefused {
         status: u16,
@@ -76,7 +83,9 @@ impl AppError {
             AppError::Unauthorized => 401,
             AppError::PayloadTooLarge { .. } => 413,
             AppError::BadRequest(_) | AppError::Untranslatable { .. } => 400,
-            AppError::SecretUnavailable | AppError::PagerDutyUnavailable { .. } => 503,
+            AppError::SecretUnavailable
+            | AppError::QueueUnavailable { .. }
+            | AppError::PagerDutyUnavailable { .. } => 503,
             AppError::PagerDutyRefused { status: 400, .. } => 422,
             AppError::PagerDutyRefused { .. } => 502,
             AppError::Internal(_) => 500,
@@ -87,6 +96,7 @@ impl AppError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             AppError::SecretUnavailable => Some(Duration::from_secs(30)),
+            AppError::QueueUnavailable { .. } => Some(Duration::from_secs(5)),
             AppError::PagerDutyUnavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
@@ -122,6 +132,13 @@ impl AppError {
             AppError::SecretUnavailable => (
                 "secret_unavailable",
                 "the PagerDuty routing key could not be read; nothing was sent".to_owned(),
+            ),
+            AppError::QueueUnavailable { reason } => (
+                "queue_unavailable",
+                format!(
+                    "the events could not all be queued ({reason}); send the request again, \
+                     events already queued are not queued twice"
+                ),
             ),
             AppError::PagerDutyRefused { status, .. } => (
                 "pagerduty_refused",
@@ -170,6 +187,7 @@ mod tests {
                 400,
             ),
             (AppError::SecretUnavailable, 503),
+            (AppError::QueueUnavailable { reason: "x".into() }, 503),
             (
                 AppError::PagerDutyRefused {
                     status: 400,

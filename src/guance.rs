@@ -35,6 +35,7 @@ pub enum BodyError {
     },
     EmptyBatch,
     TooManyEvents {
+        limit: usize,
         count: usize,
     },
     ElementNotAnEvent {
@@ -52,9 +53,9 @@ impl fmt::Display for BodyError {
                 "body must be a JSON object (one Guance event) or an array of them, found {found}"
             ),
             BodyError::EmptyBatch => write!(f, "body is an empty array: no Guance event to send"),
-            BodyError::TooManyEvents { count } => write!(
+            BodyError::TooManyEvents { count, limit } => write!(
                 f,
-                "body holds {count} events, more than the {MAX_EVENTS_PER_BODY} accepted at once"
+                "body holds {count} events, more than the {limit} accepted at once"
             ),
             BodyError::ElementNotAnEvent { index, found } => write!(
                 f,
@@ -69,6 +70,13 @@ impl std::error::Error for BodyError {}
 /// Parses a webhook body: one event object, or an array of 1 to 100 of them.
 /// Either every event parses or none is returned, so a request is never half-sent.
 pub fn parse_body(body: &[u8]) -> Result<Vec<GuanceEvent>, BodyError> {
+    parse_body_up_to(body, MAX_EVENTS_PER_BODY)
+}
+
+/// [`parse_body`] with another cap on the number of events. Direct delivery keeps 100,
+/// so that a body is delivered within one invocation; queue mode takes any number the
+/// body-size cap lets through.
+pub fn parse_body_up_to(body: &[u8], max_events: usize) -> Result<Vec<GuanceEvent>, BodyError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| BodyError::InvalidJson(e.to_string()))?;
     match value {
@@ -77,8 +85,11 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<GuanceEvent>, BodyError> {
             if items.is_empty() {
                 return Err(BodyError::EmptyBatch);
             }
-            if items.len() > MAX_EVENTS_PER_BODY {
-                return Err(BodyError::TooManyEvents { count: items.len() });
+            if items.len() > max_events {
+                return Err(BodyError::TooManyEvents {
+                    count: items.len(),
+                    limit: max_events,
+                });
             }
             items
                 .into_iter()
@@ -273,6 +284,7 @@ mod tests {
         assert_eq!(
             parse_body(batch(MAX_EVENTS_PER_BODY + 1).as_bytes()).map(|v| v.len()),
             Err(BodyError::TooManyEvents {
+                limit: MAX_EVENTS_PER_BODY,
                 count: MAX_EVENTS_PER_BODY + 1
             })
         );

@@ -2,10 +2,11 @@
 //! then deliver them in order. Everything that can be refused is refused before the first
 //! event leaves, so a request is never half-sent for a reason the caller could fix.
 
-use crate::delivery::{Delivery, PagerDutyClient};
+use crate::delivery::{jittered, Delivery, PagerDutyClient};
 use crate::error::{AppError, EventOutcome, EventResult};
-use crate::guance::parse_body;
+use crate::guance::{parse_body_up_to, MAX_EVENTS_PER_BODY};
 use crate::pagerduty::PagerDutyEvent;
+use crate::queue::{FifoQueue, QueuedEvent};
 use crate::secret::{is_valid_route_name, RoutingKey, SecretCache, SecretSource, WebhookSecrets};
 use crate::translate::{translate, DropReason, Outcome, Settings};
 use base64::Engine;
@@ -19,8 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Used when PagerDuty gave no Retry-After of its own.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// The parts of the application the handler needs, wired once per container.
+/// The parts of the application the entry points need, wired once per container.
 pub struct App<S> {
+    /// Queue mode; `None` delivers within the webhook's invocation.
+    pub queue: Option<QueueMode>,
     pub settings: Settings,
     pub secrets: SecretCache<S>,
     pub pagerduty: PagerDutyClient,
@@ -29,6 +32,38 @@ pub struct App<S> {
     pub dry_run: bool,
     pub deadline_margin: Duration,
     pub default_budget: Duration,
+}
+
+/// What queue mode needs: the delivery queue, where refused events go, and how the
+/// dispatcher paces retries.
+pub struct QueueMode {
+    pub queue: FifoQueue,
+    pub dead_letters: Option<FifoQueue>,
+    /// The PagerDuty client the dispatcher sends with: few attempts, since a record that
+    /// fails waits in the queue rather than in the invocation.
+    pub pagerduty: PagerDutyClient,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+impl QueueMode {
+    /// The wait before a failing record is tried again: `retry_base` doubled for each
+    /// receive, at most `retry_max`, with equal jitter so that lanes spread out.
+    pub fn backoff(&self, receives: u32) -> Duration {
+        let exponent = receives.saturating_sub(1).min(20);
+        let full = self
+            .retry_base
+            .saturating_mul(1 << exponent)
+            .min(self.retry_max);
+        jittered(full)
+    }
+
+    /// The most one record may take within an invocation: its attempts and the waits
+    /// between them.
+    pub fn time_per_record(&self) -> Duration {
+        let policy = self.pagerduty.policy();
+        (policy.attempt_timeout + policy.max_delay) * policy.max_attempts
+    }
 }
 
 /// What the handler needs from the Lambda context.
@@ -158,7 +193,14 @@ impl<S: SecretSource> App<S> {
         let body = self.read_body(request)?;
         let secrets = self.authenticate(request).await?;
         let routing_key = secrets.routing_key_for(route).ok_or(AppError::NotFound)?;
-        let events = parse_body(&body).map_err(|e| AppError::BadRequest(e.to_string()))?;
+        // Direct delivery must finish within one invocation; the queue takes any number.
+        let max_events = if self.queue.is_some() {
+            usize::MAX
+        } else {
+            MAX_EVENTS_PER_BODY
+        };
+        let events =
+            parse_body_up_to(&body, max_events).map_err(|e| AppError::BadRequest(e.to_string()))?;
 
         let mut planned = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
@@ -173,6 +215,10 @@ impl<S: SecretSource> App<S> {
                 Outcome::Send(event) => Step::Send(event),
             };
             planned.push((df_event_id, step));
+        }
+
+        if let Some(mode) = &self.queue {
+            return self.enqueue(mode, route, planned, invocation).await;
         }
 
         let deadline = match invocation.deadline {
@@ -237,6 +283,74 @@ impl<S: SecretSource> App<S> {
                 results,
             }),
         }
+    }
+
+    /// Queue mode: every event to send goes on the queue in order, and the answer is 202
+    /// only once SQS has taken them all. The routing key is not in the messages.
+    async fn enqueue(
+        &self,
+        mode: &QueueMode,
+        route: Option<&str>,
+        planned: Vec<(Option<String>, Step)>,
+        invocation: &Invocation,
+    ) -> Result<(u16, Value), AppError> {
+        let request_id = invocation.request_id.as_str();
+        let mut results = Vec::with_capacity(planned.len());
+        let mut messages = Vec::with_capacity(planned.len());
+        for (index, (df_event_id, step)) in planned.into_iter().enumerate() {
+            match step {
+                Step::Drop(reason) => {
+                    tracing::info!(request_id, df_event_id = df_event_id.as_deref(), outcome = "dropped", %reason, "event dropped");
+                    results.push(EventResult {
+                        index,
+                        df_event_id,
+                        action: None,
+                        severity: None,
+                        dedup_key: None,
+                        outcome: EventOutcome::Dropped,
+                        reason: Some(reason.to_string()),
+                    });
+                }
+                Step::Send(event) => {
+                    results.push(EventResult {
+                        index,
+                        df_event_id: df_event_id.clone(),
+                        action: Some(event.event_action.as_str()),
+                        severity: Some(event.payload.severity.as_str()),
+                        dedup_key: Some(event.dedup_key.clone()),
+                        outcome: EventOutcome::Queued,
+                        reason: None,
+                    });
+                    messages.push(QueuedEvent {
+                        route: route.map(str::to_owned),
+                        df_event_id,
+                        event: *event,
+                    });
+                }
+            }
+        }
+        let count = messages.len();
+        let started = Instant::now();
+        if let Err(error) = mode.queue.enqueue(messages).await {
+            return Err(AppError::QueueUnavailable {
+                reason: error.to_string(),
+            });
+        }
+        let ms = started.elapsed().as_millis() as u64;
+        for result in results.iter().filter(|r| r.outcome == EventOutcome::Queued) {
+            tracing::info!(
+                request_id,
+                df_event_id = result.df_event_id.as_deref(),
+                dedup_key = result.dedup_key.as_deref(),
+                action = result.action,
+                severity = result.severity,
+                route,
+                outcome = "queued",
+                "event queued for PagerDuty"
+            );
+        }
+        tracing::debug!(request_id, count, ms, "events queued");
+        Ok((202, json!({ "results": results })))
     }
 
     /// Sends one event (or, with `DRY_RUN`, logs it) and writes its log line.

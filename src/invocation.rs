@@ -6,6 +6,7 @@
 //! our own error message. The runtime's message would quote serde's, and serde quotes the
 //! offending value: in a function URL event that can be the token.
 
+use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use serde_json::Value;
 use std::fmt;
@@ -15,6 +16,8 @@ use std::fmt;
 pub enum Incoming {
     /// A request to the function URL (payload format 2.0).
     FunctionUrl(Box<ApiGatewayV2httpRequest>),
+    /// A batch from the delivery queue's event source mapping.
+    Queue(SqsEvent),
 }
 
 /// The payload is not an invocation this function serves. The message names the shape
@@ -30,8 +33,26 @@ impl fmt::Display for UnrecognizedInvocation {
 
 impl std::error::Error for UnrecognizedInvocation {}
 
-/// Classifies `payload` by shape: a function URL event has `requestContext.http`.
+/// Classifies `payload` by shape: a function URL event has `requestContext.http`; an
+/// SQS event has `Records` whose `eventSource` is `aws:sqs`.
 pub fn classify(payload: Value) -> Result<Incoming, UnrecognizedInvocation> {
+    let records = payload.get("Records").and_then(Value::as_array);
+    if records.is_some_and(|records| {
+        !records.is_empty()
+            && records
+                .iter()
+                .all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
+    }) {
+        return serde_path_to_error::deserialize(payload)
+            .map(Incoming::Queue)
+            .map_err(|error| {
+                UnrecognizedInvocation(format!(
+                    "the invocation looks like an SQS event, but its field `{}` is missing or \
+                     of the wrong type",
+                    error.path()
+                ))
+            });
+    }
     if payload
         .pointer("/requestContext/http")
         .is_some_and(Value::is_object)
@@ -47,8 +68,8 @@ pub fn classify(payload: Value) -> Result<Incoming, UnrecognizedInvocation> {
             });
     }
     Err(UnrecognizedInvocation(format!(
-        "the invocation payload ({}) is not a function URL request; this function serves \
-         only its function URL",
+        "the invocation payload ({}) is neither a function URL request nor an SQS event \
+         from the delivery queue",
         shape(&payload)
     )))
 }
@@ -101,6 +122,17 @@ mod tests {
         let error = classify(wrong_type).unwrap_err().to_string();
         assert!(error.contains("`headers`"), "{error}");
         assert!(!error.contains("SECRET"), "{error}");
+
+        let sqs = json!({"Records": [{"eventSource": "aws:sqs", "messageId": "m", "body": "{}",
+                                      "attributes": {"MessageGroupId": "/"}}]});
+        assert!(matches!(classify(sqs), Ok(Incoming::Queue(e)) if e.records.len() == 1));
+        let bad_sqs =
+            json!({"Records": [{"eventSource": "aws:sqs", "messageId": 7, "body": "SECRET"}]});
+        let error = classify(bad_sqs).unwrap_err().to_string();
+        assert!(
+            error.contains("messageId") && !error.contains("SECRET"),
+            "{error}"
+        );
 
         for (payload, says) in [
             (json!({"SECRET": "SECRET"}), "an object of 1 field(s)"),

@@ -8,12 +8,14 @@
 
 pub mod config;
 pub mod delivery;
+pub mod dispatcher;
 pub mod error;
 pub mod guance;
 pub mod handler;
 pub mod invocation;
 pub mod logging;
 pub mod pagerduty;
+pub mod queue;
 pub mod secret;
 pub mod translate;
 

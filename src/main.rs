@@ -3,9 +3,10 @@
 //! container; the clients built here are reused by every invocation.
 
 use guance_pagerduty::config::{Config, SecretConfig};
-use guance_pagerduty::delivery::PagerDutyClient;
-use guance_pagerduty::handler::{App, Invocation};
+use guance_pagerduty::delivery::{PagerDutyClient, RetryPolicy};
+use guance_pagerduty::handler::{App, Invocation, QueueMode};
 use guance_pagerduty::invocation::{classify, Incoming};
+use guance_pagerduty::queue::FifoQueue;
 use guance_pagerduty::secret::{
     AnySecretSource, SecretCache, SecretsManagerSource, StaticSource, WebhookSecrets, WebhookToken,
 };
@@ -24,9 +25,10 @@ async fn main() -> Result<(), Error> {
         tracing::error!(%error, "invalid configuration; the function cannot start");
     })?;
 
+    // Reads the environment and profile only; nothing is fetched until a client calls.
+    let aws = aws_config::load_from_env().await;
     let source = match &config.secret {
         SecretConfig::SecretsManager { secret_id } => {
-            let aws = aws_config::load_from_env().await;
             let client = aws_sdk_secretsmanager::Client::new(&aws);
             AnySecretSource::SecretsManager(SecretsManagerSource::new(client, secret_id))
         }
@@ -53,14 +55,32 @@ async fn main() -> Result<(), Error> {
     }
     tracing::info!(config = ?config, "starting");
 
+    let pagerduty = PagerDutyClient::new(
+        PagerDutyClient::http_client()?,
+        config.events_url.clone(),
+        config.retry,
+    );
+    let queue = config.queue.as_ref().map(|queue| {
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        QueueMode {
+            queue: FifoQueue::new(sqs.clone(), &queue.url, queue.max_message_bytes),
+            dead_letters: queue
+                .dead_letter_url
+                .as_ref()
+                .map(|url| FifoQueue::new(sqs.clone(), url, queue.max_message_bytes)),
+            pagerduty: pagerduty.with_policy(RetryPolicy {
+                max_attempts: queue.attempts_per_invocation,
+                ..config.retry
+            }),
+            retry_base: queue.retry_base,
+            retry_max: queue.retry_max,
+        }
+    });
     let app = App {
+        queue,
         settings: config.settings,
         secrets: SecretCache::new(source, config.secret_ttl, FORCED_REFRESH_INTERVAL),
-        pagerduty: PagerDutyClient::new(
-            PagerDutyClient::http_client()?,
-            config.events_url.clone(),
-            config.retry,
-        ),
+        pagerduty,
         max_body_bytes: config.max_body_bytes,
         allow_unauthenticated: config.allow_unauthenticated,
         dry_run: config.dry_run,
@@ -72,12 +92,9 @@ async fn main() -> Result<(), Error> {
         let invocation = Invocation::new(event.context.request_id, event.context.deadline);
         match classify(event.payload) {
             Ok(Incoming::FunctionUrl(request)) => {
-                let response = app.handle(*request, &invocation).await;
-                serde_json::to_value(response).map_err(|e| Diagnostic {
-                    error_type: "ResponseNotSerializable".into(),
-                    error_message: e.to_string(),
-                })
+                respond(&app.handle(*request, &invocation).await)
             }
+            Ok(Incoming::Queue(batch)) => respond(&app.dispatch(batch, &invocation).await),
             Err(unrecognized) => {
                 tracing::error!(request_id = %invocation.request_id, error = %unrecognized, "invocation refused");
                 Err(Diagnostic {
@@ -88,4 +105,11 @@ async fn main() -> Result<(), Error> {
         }
     }))
     .await
+}
+
+fn respond(response: &impl serde::Serialize) -> Result<Value, Diagnostic> {
+    serde_json::to_value(response).map_err(|e| Diagnostic {
+        error_type: "ResponseNotSerializable".into(),
+        error_message: e.to_string(),
+    })
 }

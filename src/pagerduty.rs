@@ -1,7 +1,7 @@
 //! PagerDuty Events API v2: the event we send, and PagerDuty's limits enforced as it is
 //! built, so that no event leaves this crate that PagerDuty would answer with a 400.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -22,7 +22,7 @@ pub const MAX_LABEL_CHARS: usize = 1024;
 /// Where `custom_details` says what had to be left out to fit the body limit.
 pub const OMITTED_DETAILS_KEY: &str = "guance_pagerduty_omitted";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Critical,
@@ -64,7 +64,7 @@ impl FromStr for Severity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventAction {
     Trigger,
@@ -89,37 +89,38 @@ impl fmt::Display for EventAction {
 }
 
 /// One Events API v2 event, without the routing key: the key is a secret and joins the
-/// event only in [`PagerDutyEvent::encode`], so this value is safe to log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// event only in [`PagerDutyEvent::encode`], so this value is safe to log and to queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PagerDutyEvent {
     pub event_action: EventAction,
     pub dedup_key: String,
     pub payload: Payload,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_url: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Payload {
     pub summary: String,
     pub source: String,
     pub severity: Severity,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
+    #[serde(default)]
     pub custom_details: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub href: String,
     pub text: String,
@@ -200,7 +201,12 @@ impl EventDraft {
             client_url: self.client_url,
             links: self.links,
         };
-        let omitted_details = fit_custom_details(&mut event, self.custom_details);
+        let omitted_details = fit_custom_details(
+            &mut event,
+            self.custom_details,
+            MAX_BODY_BYTES - ROUTING_KEY_ALLOWANCE,
+            &[],
+        );
         BuiltEvent {
             event,
             omitted_details,
@@ -231,6 +237,24 @@ impl PagerDutyEvent {
     /// Size of this event encoded without its routing key.
     pub fn encoded_len(&self) -> usize {
         serde_json_len(self)
+    }
+
+    /// Shrinks `custom_details` as [`EventDraft::build`] does, until the event encoded
+    /// (without its routing key) takes at most `max_encoded_len` bytes, for a carrier
+    /// smaller than PagerDuty's limit. Returns the fields left out now.
+    pub fn shrink_to(&mut self, max_encoded_len: usize) -> Vec<String> {
+        if self.encoded_len() <= max_encoded_len {
+            return Vec::new();
+        }
+        let mut details = std::mem::take(&mut self.payload.custom_details);
+        // Fields already left out stay named in the new note.
+        let before: Vec<String> = details
+            .remove(OMITTED_DETAILS_KEY)
+            .and_then(|note| note.get("fields").cloned())
+            .and_then(|fields| serde_json::from_value(fields).ok())
+            .unwrap_or_default();
+        let budget = max_encoded_len.min(MAX_BODY_BYTES - ROUTING_KEY_ALLOWANCE);
+        fit_custom_details(self, details, budget, &before)
     }
 }
 
@@ -289,12 +313,17 @@ pub fn hashed_key(input: &[u8]) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Puts as much of `details` into the event as fits the body limit, dropping the largest
-/// fields first, and names what was dropped inside `custom_details` itself.
-fn fit_custom_details(event: &mut PagerDutyEvent, details: Map<String, Value>) -> Vec<String> {
-    let budget = MAX_BODY_BYTES - ROUTING_KEY_ALLOWANCE;
+/// Puts as much of `details` into the event as fits `budget` (encoded bytes without the
+/// routing key), dropping the largest fields first, and names what was dropped (after
+/// `earlier`, fields an earlier fitting left out) inside `custom_details` itself.
+fn fit_custom_details(
+    event: &mut PagerDutyEvent,
+    details: Map<String, Value>,
+    budget: usize,
+    earlier: &[String],
+) -> Vec<String> {
     event.payload.custom_details = details;
-    if event.encoded_len() <= budget {
+    if earlier.is_empty() && event.encoded_len() <= budget {
         return Vec::new();
     }
 
@@ -307,7 +336,7 @@ fn fit_custom_details(event: &mut PagerDutyEvent, details: Map<String, Value>) -
         .collect();
     by_size.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
 
-    let mut omitted: Vec<String> = Vec::new();
+    let mut omitted: Vec<String> = earlier.to_vec();
     let mut current = event.encoded_len();
     for (size, name) in by_size {
         let note_len =
@@ -345,7 +374,7 @@ fn fit_custom_details(event: &mut PagerDutyEvent, details: Map<String, Value>) -
             None => break,
         }
     }
-    omitted
+    omitted.split_off(earlier.len().min(omitted.len()))
 }
 
 /// The note names the first few fields left out, each cut short, so that it stays small

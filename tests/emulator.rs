@@ -149,7 +149,7 @@ async fn a_malformed_invocation_gets_a_clear_error_and_the_function_keeps_servin
             "not a function URL event",
             json!({"source": "aws.events", "detail": {"token": w.token}}).to_string(),
             "UnrecognizedInvocation",
-            "not a function URL request",
+            "neither a function URL request nor an SQS event",
         ),
         (
             "wrong field types",

@@ -31,6 +31,7 @@ fn harness() -> &'static Harness {
             routes: [("payments".to_owned(), RoutingKey::new(ROUTING_KEY).unwrap())].into(),
         };
         let app = App {
+            queue: None,
             settings: Default::default(),
             secrets: SecretCache::new(StaticSource(secrets), Duration::from_secs(300), Duration::from_secs(60)),
             // DRY_RUN: the handler does everything but the POST, so no network is needed.

@@ -5,11 +5,13 @@
 #![allow(dead_code)]
 
 pub mod emulator;
+pub mod event_source;
 pub mod pagerduty;
 
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use guance_pagerduty::delivery::{PagerDutyClient, RetryPolicy};
-use guance_pagerduty::handler::{App, Invocation};
+use guance_pagerduty::handler::{App, Invocation, QueueMode};
+use guance_pagerduty::queue::FifoQueue;
 use guance_pagerduty::secret::{SecretCache, SecretsManagerSource};
 use guance_pagerduty::Settings;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -76,6 +78,58 @@ impl Moto {
             .endpoint_url(&self.endpoint)
             .build();
         aws_sdk_secretsmanager::Client::from_conf(config)
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        self.sqs_at(&self.endpoint)
+    }
+
+    /// An SQS client for `endpoint`, which need not be this moto's (an unreachable one).
+    pub fn sqs_at(&self, endpoint: &str) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .endpoint_url(endpoint)
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+
+    /// A FIFO delivery queue and its FIFO dead-letter queue, as the template makes them
+    /// (1 MiB messages, redrive after `max_receives`), with `visibility_seconds`.
+    pub async fn create_queues(&self, visibility_seconds: u32, max_receives: u32) -> Queues {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let sqs = self.sqs();
+        let name = random_text(8);
+        let dlq = sqs
+            .create_queue()
+            .queue_name(format!("dead-{name}.fifo"))
+            .attributes(A::FifoQueue, "true")
+            .send()
+            .await
+            .expect("create the dead-letter queue")
+            .queue_url
+            .unwrap();
+        let dlq_arn = format!("arn:aws:sqs:us-east-1:123456789012:dead-{name}.fifo");
+        let url = sqs
+            .create_queue()
+            .queue_name(format!("delivery-{name}.fifo"))
+            .attributes(A::FifoQueue, "true")
+            .attributes(A::MaximumMessageSize, "1048576")
+            .attributes(A::VisibilityTimeout, visibility_seconds.to_string())
+            .attributes(
+                A::RedrivePolicy,
+                json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("create the delivery queue")
+            .queue_url
+            .unwrap();
+        Queues { url, dlq }
     }
 
     pub async fn create_secret(&self, name: &str, value: &str) {
@@ -199,7 +253,37 @@ pub fn fast_retries() -> RetryPolicy {
     }
 }
 
+pub struct Queues {
+    pub url: String,
+    pub dlq: String,
+}
+
+/// Queue mode for the app: the queues, where SQS is (moto's endpoint unless another is
+/// given, such as a closed port), and the dispatcher's pacing, scaled down for tests.
+pub struct QueueOptions {
+    pub url: String,
+    pub dlq: Option<String>,
+    pub sqs_endpoint: Option<String>,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub attempts: u32,
+}
+
+impl QueueOptions {
+    pub fn new(queues: &Queues) -> Self {
+        QueueOptions {
+            url: queues.url.clone(),
+            dlq: Some(queues.dlq.clone()),
+            sqs_endpoint: None,
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(2),
+            attempts: 2,
+        }
+    }
+}
+
 pub struct AppOptions {
+    pub queue: Option<QueueOptions>,
     pub settings: Settings,
     pub retry: RetryPolicy,
     pub ttl: Duration,
@@ -213,6 +297,7 @@ pub struct AppOptions {
 impl Default for AppOptions {
     fn default() -> Self {
         AppOptions {
+            queue: None,
             settings: Settings::default(),
             retry: fast_retries(),
             ttl: Duration::from_secs(300),
@@ -232,18 +317,33 @@ pub fn app(
     events_url: &str,
     options: AppOptions,
 ) -> App<SecretsManagerSource> {
+    let pagerduty = PagerDutyClient::new(
+        PagerDutyClient::http_client().unwrap(),
+        events_url,
+        options.retry,
+    );
+    let queue = options.queue.map(|q| {
+        let sqs = moto.sqs_at(q.sqs_endpoint.as_deref().unwrap_or(&moto.endpoint));
+        QueueMode {
+            queue: FifoQueue::new(sqs.clone(), &q.url, 1_048_576),
+            dead_letters: q.dlq.map(|dlq| FifoQueue::new(sqs, dlq, 1_048_576)),
+            pagerduty: pagerduty.with_policy(RetryPolicy {
+                max_attempts: q.attempts,
+                ..options.retry
+            }),
+            retry_base: q.retry_base,
+            retry_max: q.retry_max,
+        }
+    });
     App {
+        queue,
         settings: options.settings,
         secrets: SecretCache::new(
             SecretsManagerSource::new(moto.client(), secret_id),
             options.ttl,
             Duration::from_secs(60),
         ),
-        pagerduty: PagerDutyClient::new(
-            PagerDutyClient::http_client().unwrap(),
-            events_url,
-            options.retry,
-        ),
+        pagerduty,
         max_body_bytes: options.max_body_bytes,
         allow_unauthenticated: options.allow_unauthenticated,
         dry_run: options.dry_run,
@@ -389,6 +489,45 @@ impl World {
         let texts: Vec<&str> = answers.iter().map(|a| a.text.as_str()).collect();
         assert_no_secret_leaked(&texts);
     }
+}
+
+/// Plays Lambda's event source mapping until the queue is empty (or `timeout`): receive,
+/// invoke the real dispatcher with the SQS event as Lambda shapes it, delete what it did
+/// not report failed. Returns the number of invocations.
+pub async fn drain(
+    app: &App<SecretsManagerSource>,
+    source: &event_source::EventSource,
+    timeout: Duration,
+) -> usize {
+    let started = Instant::now();
+    let mut invocations = 0;
+    loop {
+        assert!(
+            started.elapsed() < timeout,
+            "the queue did not drain within {timeout:?}"
+        );
+        let messages = source.receive(1).await;
+        if messages.is_empty() {
+            if source.depth().await == 0 {
+                return invocations;
+            }
+            continue;
+        }
+        invocations += 1;
+        let payload = source.sqs_event(&messages);
+        let response = dispatch(app, &payload).await;
+        source.settle(&messages, Some(&response)).await;
+    }
+}
+
+/// Invokes the dispatcher with an SQS event given as JSON, deserialized as the runtime
+/// does, and returns its response as JSON.
+pub async fn dispatch(app: &App<SecretsManagerSource>, payload: &Value) -> Value {
+    let event = serde_json::from_value(payload.clone()).expect("an SQS event");
+    let response = app
+        .dispatch(event, &invocation(Duration::from_secs(30)))
+        .await;
+    serde_json::to_value(response).unwrap()
 }
 
 /// `value.pipe(f)` reads better than nesting in the tests' case tables.

@@ -25,6 +25,8 @@ pub const MAX_BODY_BYTES: usize = 512_000;
 /// What the stand-in does with one request instead of processing it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
+    /// Served normally: lets a script fail a later request.
+    Pass,
     Status(u16),
     /// A status with a `Retry-After` header, in seconds.
     StatusRetryAfter(u16, u64),
@@ -66,6 +68,12 @@ struct State {
     invalid: Vec<Vec<String>>,
     open_alerts: HashMap<(String, String), u64>,
     echo: bool,
+    /// Every request answered 503 while set (PagerDuty down).
+    outage: bool,
+    /// PagerDuty's per-routing-key limit: at most this many events per sliding window.
+    rate_limit: Option<(usize, Duration)>,
+    recent: HashMap<String, VecDeque<std::time::Instant>>,
+    rate_limited: u64,
 }
 
 pub struct StandIn {
@@ -133,6 +141,22 @@ impl StandIn {
         self.state.lock().unwrap().echo = true;
     }
 
+    /// While `down`, every request is answered 503 (PagerDuty unavailable).
+    pub fn set_outage(&self, down: bool) {
+        self.state.lock().unwrap().outage = down;
+    }
+
+    /// Enforces PagerDuty's rate limit per routing key: at most `limit` events accepted
+    /// in any `window`; more are answered 429 and not ingested.
+    pub fn rate_limit(&self, limit: usize, window: Duration) {
+        self.state.lock().unwrap().rate_limit = Some((limit, window));
+    }
+
+    /// How many events were answered 429 by the rate limit.
+    pub fn rate_limited(&self) -> u64 {
+        self.state.lock().unwrap().rate_limited
+    }
+
     pub fn accepted(&self) -> Vec<Accepted> {
         self.state.lock().unwrap().accepted.clone()
     }
@@ -173,6 +197,13 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Answer {
             .collect();
         return respond(200, json!(accepted));
     }
+    // `make demo` takes PagerDuty down and brings it back: POST /_outage with on or off.
+    if method == hyper::Method::POST && path == "/_outage" {
+        let body = request.into_body().collect().await.map(|b| b.to_bytes());
+        let down = body.is_ok_and(|b| b.as_ref() == b"on");
+        state.lock().unwrap().outage = down;
+        return respond(200, json!({ "outage": down }));
+    }
     if path != "/v2/enqueue" {
         return respond(404, json!({"status": "not found", "message": "Not found"}));
     }
@@ -183,7 +214,8 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Answer {
         let mut state = state.lock().unwrap();
         state.requests += 1;
         let scripted = state.script.pop_front();
-        scripted.or_else(|| random_fault(&mut state))
+        let outage = state.outage.then_some(Fault::Status(503));
+        scripted.or(outage).or_else(|| random_fault(&mut state))
     };
     // Read the body before any fault, as PagerDuty does, so a failed attempt costs the
     // client the same upload.
@@ -216,7 +248,7 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Answer {
             return Err(std::io::Error::other("stalled"));
         }
         Some(Fault::Drop) => return Err(std::io::Error::other("dropped")),
-        None => {}
+        Some(Fault::Pass) | None => {}
     }
     if body.len() > MAX_BODY_BYTES {
         return respond(
@@ -235,6 +267,24 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Answer {
         Ok(event) => {
             let mut state = state.lock().unwrap();
             let routing_key = event["routing_key"].as_str().unwrap_or_default().to_owned();
+            if let Some((limit, window)) = state.rate_limit {
+                let now = std::time::Instant::now();
+                let recent = state.recent.entry(routing_key.clone()).or_default();
+                while recent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= window)
+                {
+                    recent.pop_front();
+                }
+                if recent.len() >= limit {
+                    state.rate_limited += 1;
+                    return respond(
+                        429,
+                        json!({"status": "throttle event", "message": "Requests for this service are arriving too quickly. Please retry later."}),
+                    );
+                }
+                recent.push_back(now);
+            }
             let action = event["event_action"]
                 .as_str()
                 .unwrap_or_default()
