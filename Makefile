@@ -38,7 +38,7 @@ template-check: tools targets
 	sam validate --lint
 	cfn-lint template.yaml
 	sam build
-	$(VENV)/bin/python tests/check_template.py .aws-sam/build/WebhookFunction/bootstrap
+	$(VENV)/bin/python tests/check_template.py .aws-sam/build/WebhookFunction-Shared/bootstrap
 
 ## deploy-check: the README's cargo lambda deploy commands against moto (IAM, Lambda, Secrets Manager), and what they made
 deploy-check: tools targets

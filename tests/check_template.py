@@ -59,29 +59,73 @@ def main():
     )
     res = cfn["Resources"]
 
-    # The function.
+    # Two functions from one build: the webhook, and in queue mode the dispatcher.
     functions = resources_of(cfn, "AWS::Lambda::Function")
-    check("one function", len(functions) == 1, str(list(functions)))
-    fn_id, fn = next(iter(functions.items()))
-    p = fn["Properties"]
-    check("runtime provided.al2023", p.get("Runtime") == "provided.al2023", p.get("Runtime"))
-    check("arm64", p.get("Architectures") == ["arm64"], str(p.get("Architectures")))
-    check("handler bootstrap", p.get("Handler") == "bootstrap")
-    check("128 MB", p.get("MemorySize") == 128, str(p.get("MemorySize")))
-    # One 5 s attempt plus the 1 s margin must fit; retries fill the rest.
-    check("timeout fits the retry budget", 6 < p.get("Timeout", 3) <= 60, str(p.get("Timeout")))
-    env = p.get("Environment", {}).get("Variables", {})
-    check("PAGERDUTY_SECRET_ID is the stack's secret", mentions(env.get("PAGERDUTY_SECRET_ID"), "WebhookSecret"))
-    check("no secret in the environment", "PAGERDUTY_ROUTING_KEY" not in env and "WEBHOOK_TOKEN" not in env)
-    for name in ("PAGERDUTY_EVENTS_URL", "NODATA_SEVERITY", "INFO_EVENTS"):
-        check(f"{name} configured from parameters", name in env)
-    logging = p.get("LoggingConfig", {})
-    check("logs go to the stack's log group", mentions(logging.get("LogGroup"), "WebhookLogGroup"))
+    check("two functions: webhook and dispatcher", set(functions) == {"WebhookFunction", "DispatcherFunction"},
+          str(list(functions)))
+    check("the dispatcher exists in queue mode only", functions.get("DispatcherFunction", {}).get("Condition") == "IsQueueMode")
+    check("queue mode is the default deployment", sam["Parameters"]["DeliveryMode"]["Default"] == "queue")
+    for fn_id, fn in functions.items():
+        p = fn["Properties"]
+        check(f"{fn_id}: runtime provided.al2023", p.get("Runtime") == "provided.al2023", p.get("Runtime"))
+        check(f"{fn_id}: arm64", p.get("Architectures") == ["arm64"], str(p.get("Architectures")))
+        check(f"{fn_id}: handler bootstrap", p.get("Handler") == "bootstrap")
+        check(f"{fn_id}: 128 MB", p.get("MemorySize") == 128, str(p.get("MemorySize")))
+        # One 5 s attempt plus the 1 s margin must fit; retries fill the rest.
+        check(f"{fn_id}: timeout fits the retry budget", 6 < p.get("Timeout", 3) <= 60, str(p.get("Timeout")))
+        env = p.get("Environment", {}).get("Variables", {})
+        check(f"{fn_id}: PAGERDUTY_SECRET_ID is the stack's secret", mentions(env.get("PAGERDUTY_SECRET_ID"), "WebhookSecret"))
+        check(f"{fn_id}: no secret in the environment", "PAGERDUTY_ROUTING_KEY" not in env and "WEBHOOK_TOKEN" not in env)
+        for name in ("PAGERDUTY_EVENTS_URL", "NODATA_SEVERITY", "INFO_EVENTS"):
+            check(f"{fn_id}: {name} configured from parameters", name in env)
+        check(f"{fn_id}: DELIVERY_QUEUE_URL is the stack's queue", mentions(env.get("DELIVERY_QUEUE_URL"), "DeliveryQueue"))
+    webhook = functions["WebhookFunction"]["Properties"]
+    dispatcher = functions.get("DispatcherFunction", {}).get("Properties", {})
+    check("the webhook's queue URL depends on DeliveryMode (direct mode: unset)",
+          "IsQueueMode" in json.dumps(webhook["Environment"]["Variables"]["DELIVERY_QUEUE_URL"]))
+    check("the dispatcher knows the dead-letter queue",
+          mentions(dispatcher.get("Environment", {}).get("Variables", {}).get("DEAD_LETTER_QUEUE_URL"), "DeadLetterQueue"))
+    check("webhook logs go to its log group", mentions(webhook.get("LoggingConfig", {}).get("LogGroup"), "WebhookLogGroup"))
+    check("dispatcher logs go to its log group",
+          mentions(dispatcher.get("LoggingConfig", {}).get("LogGroup"), "DispatcherLogGroup"))
+
+    # The queues: FIFO, encrypted, 14 days, 1 MiB, visibility >= 6x the dispatcher's
+    # timeout, a FIFO dead-letter queue after days of retries.
+    queues = resources_of(cfn, "AWS::SQS::Queue")
+    check("a delivery queue and a dead-letter queue", set(queues) == {"DeliveryQueue", "DeadLetterQueue"}, str(list(queues)))
+    for q_id, q in queues.items():
+        qp = q["Properties"]
+        check(f"{q_id}: FIFO", qp.get("FifoQueue") is True)
+        check(f"{q_id}: encrypted", qp.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in qp)
+        check(f"{q_id}: 14-day retention", qp.get("MessageRetentionPeriod") == 1209600)
+        check(f"{q_id}: 1 MiB messages", qp.get("MaximumMessageSize") == 1048576)
+        check(f"{q_id}: queue mode only", q.get("Condition") == "IsQueueMode")
+    delivery = queues["DeliveryQueue"]["Properties"]
+    check("visibility timeout at least 6x the dispatcher's timeout",
+          delivery.get("VisibilityTimeout", 30) >= 6 * dispatcher.get("Timeout", 3), str(delivery.get("VisibilityTimeout")))
+    redrive = delivery.get("RedrivePolicy", {})
+    check("redrive to the dead-letter queue", mentions(redrive.get("deadLetterTargetArn"), "DeadLetterQueue"))
+    # The dispatcher's backoff is capped at 300 s (QUEUE_RETRY_MAX_SECONDS' default).
+    check("maxReceiveCount spans days of retries at the capped backoff",
+          redrive.get("maxReceiveCount", 0) * 300 >= 3 * 86400 and redrive.get("maxReceiveCount") <= 1000,
+          str(redrive.get("maxReceiveCount")))
+    check("no content-based deduplication (the function sets the ids)", delivery.get("ContentBasedDeduplication") is False)
+
+    mappings = [m["Properties"] for m in resources_of(cfn, "AWS::Lambda::EventSourceMapping").values()]
+    check("one event source mapping, queue to dispatcher", len(mappings) == 1
+          and mentions(mappings[0].get("EventSourceArn"), "DeliveryQueue")
+          and mentions(mappings[0].get("FunctionName"), "DispatcherFunction"), json.dumps(mappings))
+    m = mappings[0] if mappings else {}
+    check("batch size 10", m.get("BatchSize") == 10)
+    check("ReportBatchItemFailures", m.get("FunctionResponseTypes") == ["ReportBatchItemFailures"])
+    check("bounded maximum concurrency", "MaximumConcurrency" in m.get("ScalingConfig", {}))
 
     # The public function URL and both permissions AWS requires since October 2025.
+    fn_id = "WebhookFunction"
     urls = resources_of(cfn, "AWS::Lambda::Url")
-    check("a function URL with AuthType NONE",
-          len(urls) == 1 and next(iter(urls.values()))["Properties"]["AuthType"] == "NONE")
+    check("a function URL with AuthType NONE, on the webhook",
+          len(urls) == 1 and next(iter(urls.values()))["Properties"]["AuthType"] == "NONE"
+          and mentions(next(iter(urls.values()))["Properties"]["TargetFunctionArn"], fn_id))
     perms = [r["Properties"] for r in resources_of(cfn, "AWS::Lambda::Permission").values()]
     url_perm = [q for q in perms if q.get("Action") == "lambda:InvokeFunctionUrl"
                 and q.get("FunctionUrlAuthType") == "NONE" and q.get("Principal") == "*"
@@ -93,28 +137,50 @@ def main():
     check("lambda:InvokeFunction with InvokedViaFunctionUrl", len(invoke_perm) == 1, json.dumps(perms))
     check("no other invoke permission", len(perms) == 2, json.dumps(perms))
 
-    # Least privilege: read the one secret, write its own logs.
-    role_ref = p.get("Role")
+    # Least privilege, each role its own job.
     roles = resources_of(cfn, "AWS::IAM::Role")
-    check("one role, the function's", len(roles) == 1 and mentions(role_ref, next(iter(roles))), str(role_ref))
-    role = next(iter(roles.values()))["Properties"]
-    check("no managed policies", not role.get("ManagedPolicyArns"), str(role.get("ManagedPolicyArns")))
-    statements = [s for pol in role.get("Policies", []) for s in pol["PolicyDocument"]["Statement"]]
-    allowed = {}
-    for s in statements:
-        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
-        for a in actions:
-            allowed.setdefault(a, []).append(s["Resource"])
-        check(f"statement {actions} is an Allow on named resources",
-              s["Effect"] == "Allow" and "*" != s["Resource"] and s["Resource"] != ["*"], json.dumps(s))
-    check("actions are exactly these three",
-          set(allowed) == {"secretsmanager:GetSecretValue", "logs:CreateLogStream", "logs:PutLogEvents"},
-          str(sorted(allowed)))
-    check("GetSecretValue only on the stack's secret",
-          all(mentions(r, "WebhookSecret") for r in allowed.get("secretsmanager:GetSecretValue", [None])))
-    check("logs only into the stack's log group",
-          all(mentions(r, "WebhookLogGroup") for a in ("logs:CreateLogStream", "logs:PutLogEvents")
-              for r in allowed.get(a, [None])))
+    check("two roles: webhook and dispatcher", set(roles) == {"WebhookRole", "DispatcherRole"}, str(list(roles)))
+    check("the webhook runs as its role", mentions(webhook.get("Role"), "WebhookRole"))
+    check("the dispatcher runs as its role", mentions(dispatcher.get("Role"), "DispatcherRole"))
+
+    def grants(role_id):
+        role = roles[role_id]["Properties"]
+        check(f"{role_id}: no managed policies", not role.get("ManagedPolicyArns"), str(role.get("ManagedPolicyArns")))
+        policies = []
+        for pol in role.get("Policies", []):
+            if "Fn::If" in pol:  # a policy present in one mode only
+                pol = pol["Fn::If"][1]
+            policies.append(pol)
+        allowed = {}
+        for st in (st for pol in policies for st in pol["PolicyDocument"]["Statement"]):
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            for a in actions:
+                allowed.setdefault(a, []).append(st["Resource"])
+            check(f"{role_id}: {actions} is an Allow on named resources",
+                  st["Effect"] == "Allow" and "*" != st["Resource"] and st["Resource"] != ["*"], json.dumps(st))
+        return allowed
+
+    def only_on(allowed, actions, logical_id):
+        return all(mentions(r, logical_id) for a in actions for r in allowed.get(a, [None]))
+
+    web = grants("WebhookRole")
+    check("webhook: exactly read the secret, write its logs, send to its queue",
+          set(web) == {"secretsmanager:GetSecretValue", "logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"},
+          str(sorted(web)))
+    check("webhook: GetSecretValue only on the stack's secret", only_on(web, ["secretsmanager:GetSecretValue"], "WebhookSecret"))
+    check("webhook: logs only into its log group", only_on(web, ["logs:CreateLogStream", "logs:PutLogEvents"], "WebhookLogGroup"))
+    check("webhook: sends only to the delivery queue", only_on(web, ["sqs:SendMessage"], "DeliveryQueue"))
+    check("webhook: its queue permission exists in queue mode only",
+          "IsQueueMode" in json.dumps(roles["WebhookRole"]["Properties"]["Policies"]))
+    disp = grants("DispatcherRole")
+    consume = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+    check("dispatcher: exactly read the secret, consume its queue, send to the dead-letter queue, write its logs",
+          set(disp) == {"secretsmanager:GetSecretValue", "logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage", *consume},
+          str(sorted(disp)))
+    check("dispatcher: consumes only the delivery queue", only_on(disp, consume, "DeliveryQueue"))
+    check("dispatcher: sends only to the dead-letter queue", only_on(disp, ["sqs:SendMessage"], "DeadLetterQueue"))
+    check("dispatcher: GetSecretValue only on the stack's secret", only_on(disp, ["secretsmanager:GetSecretValue"], "WebhookSecret"))
+    check("dispatcher: logs only into its log group", only_on(disp, ["logs:CreateLogStream", "logs:PutLogEvents"], "DispatcherLogGroup"))
 
     # The secret: routing key from a NoEcho parameter, token generated.
     check("routing key parameter is NoEcho", sam["Parameters"]["PagerDutyRoutingKey"].get("NoEcho") is True)
@@ -128,17 +194,28 @@ def main():
 
     # Logs kept for a while, and alarms.
     groups = resources_of(cfn, "AWS::Logs::LogGroup")
-    check("log group with a retention period",
-          len(groups) == 1 and next(iter(groups.values()))["Properties"].get("RetentionInDays"))
+    check("log groups with a retention period",
+          set(groups) == {"WebhookLogGroup", "DispatcherLogGroup"}
+          and all(g["Properties"].get("RetentionInDays") for g in groups.values()), str(list(groups)))
     alarms = [a["Properties"] for a in resources_of(cfn, "AWS::CloudWatch::Alarm").values()]
+
+    def alarm_on(namespace, metric, logical_id):
+        return [a for a in alarms if a.get("Namespace") == namespace and a.get("MetricName") == metric
+                and any(mentions(d.get("Value"), logical_id) for d in a.get("Dimensions", []))]
+
     for metric in ("Errors", "Throttles"):
-        check(f"an alarm on the function's {metric}",
-              any(a.get("Namespace") == "AWS/Lambda" and a.get("MetricName") == metric
-                  and any(mentions(d.get("Value"), fn_id) for d in a.get("Dimensions", [])) for a in alarms))
+        check(f"an alarm on the webhook's {metric}", alarm_on("AWS/Lambda", metric, fn_id))
+    check("an alarm on the dispatcher's errors", alarm_on("AWS/Lambda", "Errors", "DispatcherFunction"))
     check("an alarm on undelivered events", any(a.get("Namespace") == "guance-pagerduty" for a in alarms))
+    age = alarm_on("AWS/SQS", "ApproximateAgeOfOldestMessage", "DeliveryQueue")
+    check("an alarm when the oldest queued page is older than 5 minutes",
+          len(age) == 1 and age[0]["Threshold"] == 300 and age[0]["ComparisonOperator"] == "GreaterThanThreshold")
+    dead = alarm_on("AWS/SQS", "ApproximateNumberOfMessagesVisible", "DeadLetterQueue")
+    check("an alarm when the dead-letter queue is not empty",
+          len(dead) == 1 and dead[0]["Threshold"] == 1 and dead[0]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold")
 
     outputs = cfn.get("Outputs", {})
-    for name in ("FunctionUrl", "SecretArn", "WebhookUrlCommand"):
+    for name in ("FunctionUrl", "SecretArn", "WebhookUrlCommand", "DeliveryQueueUrl", "DeadLetterQueueUrl"):
         check(f"output {name}", name in outputs)
     check("WebhookUrlCommand prints the URL with its token",
           "?token=" in json.dumps(outputs.get("WebhookUrlCommand")) and "webhook_token" in json.dumps(outputs.get("WebhookUrlCommand")))
@@ -151,6 +228,11 @@ def main():
         # ELF, 64-bit, little-endian, e_machine 0xB7 = AArch64.
         check("bootstrap is an arm64 ELF executable",
               head[:4] == b"\x7fELF" and head[4] == 2 and head[18:20] == b"\xb7\x00", head.hex())
+        built = yaml_parse((path.parent.parent / "template.yaml").read_text())
+        code = {fid: r["Properties"].get("CodeUri") for fid, r in built["Resources"].items()
+                if r["Type"] == "AWS::Serverless::Function"}
+        check("one build serves both functions", len(code) == 2 and len(set(code.values())) == 1
+              and list(code.values())[0] == path.parent.name, str(code))
 
     passed, failed = results.count(True), results.count(False)
     print(f"template: {passed} passed, {failed} failed")

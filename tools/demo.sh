@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# make demo: the function under `cargo lambda watch`, moto as Secrets Manager and the
-# PagerDuty stand-in, all on loopback; the CONTRACT.md example alert and its recovery go
-# through the local function URL, and what PagerDuty received is printed. Everything
-# started here is stopped on exit, Ctrl-C included.
+# make demo: queue mode, all on loopback. The function runs under `cargo lambda watch`;
+# moto serves Secrets Manager and the SQS FIFO queues; a local stand-in for Lambda's
+# event source mapping (examples/sqs-event-source.rs) feeds the queue to the same
+# function; the PagerDuty stand-in receives. The CONTRACT.md example alert and its
+# recovery go through the function URL; then PagerDuty goes down, alerts keep being
+# answered 202, and once it is back they arrive in order. Everything started here is
+# stopped on exit, Ctrl-C included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,9 +22,10 @@ URL="http://127.0.0.1:${INVOKE_PORT}/lambda-url/bootstrap"
 source tools/local-stack.sh
 
 echo "== building the function and the PagerDuty stand-in"
-cargo build --locked --bin bootstrap --example pagerduty-standin
+cargo build --locked --bin bootstrap --example pagerduty-standin --example sqs-event-source
 
 start_moto
+create_queues
 start_standin
 function_env >"$WORK/function.env"
 
@@ -31,12 +35,28 @@ setsid .venv/bin/cargo-lambda lambda watch --quiet --ignore-changes \
 pids+=($!)
 wait_for "$URL/" watch 600
 
+echo "== starting the local event source mapping (delivery queue -> function)"
+setsid target/debug/examples/sqs-event-source "http://127.0.0.1:${MOTO_PORT}" "$QUEUE_URL" \
+  "http://127.0.0.1:${INVOKE_PORT}/2015-03-31/functions/bootstrap/invocations" >"$WORK/mapping.log" 2>&1 &
+pids+=($!)
+
 send() { # title, body file
   echo
   echo "== $1: POST $URL/?token=<token>"
   .venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["body"])' "$2" \
     | curl -s -w '\nHTTP %{http_code}\n' -H 'content-type: application/json' \
         --data-binary @- "$URL/?token=${TOKEN}"
+}
+alert() { # n, status: a Guance event of its own for alert n
+  printf '== alert %s %-8s POST %s/?token=<token> ' "$1" "$2" "$URL"
+  printf '{"df_status":"%s","df_title":"demo alert %s","df_event_id":"demo-%s-%s","df_monitor_checker_event_ref":"demo-alert-%s"}' \
+    "$2" "$1" "$1" "$2" "$1" \
+    | curl -s -o /dev/null -w 'HTTP %{http_code}\n' -H 'content-type: application/json' --data-binary @- "$URL/?token=${TOKEN}"
+}
+received() { curl -s "http://127.0.0.1:${STANDIN_PORT}/_received" | .venv/bin/python -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+wait_received() { # count, seconds
+  local deadline=$((SECONDS + $2))
+  until [ "$(received)" -ge "$1" ] || ((SECONDS > deadline)); do sleep 0.5; done
 }
 echo
 echo "== health check: GET $URL/"
@@ -46,13 +66,29 @@ send "its recovery" events/recovery.json
 echo
 echo "== a stranger without the token"
 curl -s -w '\nHTTP %{http_code}\n' -H 'content-type: application/json' --data-binary '{"df_status":"critical"}' "$URL/"
+wait_received 2 60
+show_received
 
+echo
+echo "== PagerDuty goes down"
+curl -s -o /dev/null -XPOST --data on "http://127.0.0.1:${STANDIN_PORT}/_outage"
+for n in 1 2 3; do alert "$n" critical; done
+alert 1 ok
+alert 2 ok
+echo "== waiting 8 s: the dispatcher retries with backoff, the events wait in the queue"
+sleep 8
+echo "== PagerDuty received meanwhile: $(( $(received) - 2 )) new events"
+grep -h "back to the queue" "$WORK/mapping.log" | tail -n 3 || true
+echo
+echo "== PagerDuty is back"
+curl -s -o /dev/null -XPOST --data off "http://127.0.0.1:${STANDIN_PORT}/_outage"
+wait_received 7 90
 show_received
 echo
 echo "== the function's log lines for those events"
 # cargo lambda watch relays the function's output with a little delay.
 for _ in $(seq 20); do
-  [ "$(grep -c '"event delivered to PagerDuty"' "$WORK/watch.log" || true)" -ge 2 ] && break
+  [ "$(grep -c '"event delivered to PagerDuty"' "$WORK/watch.log" || true)" -ge 7 ] && break
   sleep 0.25
 done
 grep -h '"event delivered to PagerDuty"' "$WORK/watch.log" | sed -e 's/\x1b\[[0-9;]*m//g' | tail -n 5 || true

@@ -44,6 +44,24 @@ sm.create_secret(Name=name, SecretString=json.dumps({"routing_key": key, "webhoo
 PY
 }
 
+# The delivery queue and its dead-letter queue, as the template makes them; sets
+# QUEUE_URL and DLQ_URL.
+create_queues() {
+  echo "== creating the SQS FIFO delivery queue and its dead-letter queue"
+  read -r QUEUE_URL DLQ_URL < <(.venv/bin/python - "$MOTO_PORT" <<'PY'
+import json, sys, boto3
+sqs = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+dlq = sqs.create_queue(QueueName="guance-pagerduty-dead-letter.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+url = sqs.create_queue(QueueName="guance-pagerduty-delivery.fifo", Attributes={
+    "FifoQueue": "true", "MaximumMessageSize": "1048576", "VisibilityTimeout": "180",
+    "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 1000})})["QueueUrl"]
+print(url, dlq)
+PY
+)
+}
+
 start_standin() {
   echo "== starting the PagerDuty stand-in on 127.0.0.1:${STANDIN_PORT}"
   setsid target/debug/examples/pagerduty-standin "$STANDIN_PORT" >"$WORK/standin.log" 2>&1 &
@@ -62,6 +80,14 @@ AWS_ACCESS_KEY_ID=testing
 AWS_SECRET_ACCESS_KEY=testing
 RUST_LOG=${RUST_LOG:-info}
 EOF
+  if [ -n "${QUEUE_URL:-}" ]; then
+    cat <<EOF
+DELIVERY_QUEUE_URL=${QUEUE_URL}
+DEAD_LETTER_QUEUE_URL=${DLQ_URL}
+QUEUE_RETRY_BASE_SECONDS=1
+QUEUE_RETRY_MAX_SECONDS=4
+EOF
+  fi
 }
 
 show_received() {
