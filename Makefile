@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # The Lambda runs on arm64; sam build and the size benchmark cross-compile to it.
 ARM_TARGET := aarch64-unknown-linux-gnu
 
-.PHONY: test fmt lint tools demo invoke cargo-lambda-secret deploy-check template-check targets webhook-url bench soak fuzz
+.PHONY: test fmt lint tools demo invoke cargo-lambda-secret deploy-check soak-queue template-check targets webhook-url bench soak fuzz
 
 ## tools: the Python venv with moto, SAM CLI, cfn-lint, cargo-lambda and zig (idempotent)
 tools: $(TOOLS_STAMP)
@@ -83,6 +83,11 @@ bench: tools targets
 soak:
 	$(CARGO) run --locked --release --example soak -- --events 10000 --workers 8
 
+## soak-queue: queue mode: events over 8 routes through the webhook into moto's SQS FIFO, PagerDuty down for a while and failing a third of the attempts, drained by the real dispatcher; prints delivered, at risk, lost, out of order
+soak-queue: tools
+	$(CARGO) run --locked --release --example soak-queue -- --events $(SOAK_EVENTS) --routes 8
+
+SOAK_EVENTS ?= 10000
 FUZZ_SECONDS ?= 300
 ## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 300), corpus seeded from events/; prints executions and crashes
 fuzz:

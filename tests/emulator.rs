@@ -199,3 +199,43 @@ async fn a_malformed_invocation_gets_a_clear_error_and_the_function_keeps_servin
     assert_no_secret_in(&w, &[&emulator.output()]);
     w.finish(&[]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_mode_through_the_runtime_loop_webhook_then_sqs_batch() {
+    let w = world().await;
+    let queues = w.moto.create_queues(30, 1000).await;
+    let mut env = function_env(&w);
+    env.push(("DELIVERY_QUEUE_URL", queues.url.clone()));
+    env.push(("DEAD_LETTER_QUEUE_URL", queues.dlq.clone()));
+    let emulator = Emulator::start(BOOTSTRAP, &env);
+
+    let mut answers = Vec::new();
+    for name in ["alert.json", "recovery.json"] {
+        let answer = emulator.invoke(&event_with_test_token(&w, name)).await;
+        let (status, body) = response(&answer, name);
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(body["results"][0]["outcome"], "queued");
+        answers.push(answer.to_string());
+    }
+    assert!(w.standin.accepted().is_empty(), "queued, not sent yet");
+
+    // Lambda's event source mapping, played from real ReceiveMessage answers.
+    let source = support::event_source::EventSource::new(w.moto.sqs(), &queues.url).await;
+    let messages = source.receive(1).await;
+    assert_eq!(messages.len(), 2);
+    let answer = emulator.invoke(&source.sqs_event(&messages)).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}), "{answer}");
+    source.settle(&messages, Some(&answer)).await;
+    answers.push(answer.to_string());
+
+    let accepted = w.standin.accepted();
+    let actions: Vec<&str> = accepted.iter().map(|a| a.event_action.as_str()).collect();
+    assert_eq!(actions, ["trigger", "resolve"]);
+    assert!(accepted[1].resolved_open_alert);
+    assert_eq!(source.depth().await, 0);
+
+    let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
+    assert_no_secret_in(&w, &answers);
+    assert_no_secret_in(&w, &[&emulator.output()]);
+    w.finish(&[]);
+}
