@@ -8,7 +8,7 @@
 //! Usage: soak-queue [--events N] [--routes N] [--outage-seconds N] [--seed N]
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use serde_json::{json, Value};
