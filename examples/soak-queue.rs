@@ -40,7 +40,7 @@ fn guance(route: &str, n: u64, recovery: bool) -> Value {
 async fn main() {
     let events = arg("--events", 10_000);
     let routes = arg("--routes", 8) as usize;
-    let outage = Duration::from_secs(arg("--outage-seconds", 5));
+    let outage = Duration::from_secs(arg("--outage-seconds", 10));
     let seed = arg(
         "--seed",
         SystemTime::now()
@@ -89,9 +89,6 @@ async fn main() {
     w.standin.set_outage(true);
     let per_route = events / routes as u64 / 2;
     for n in 0..per_route {
-        if n == per_route / 4 {
-            w.standin.set_outage(false);
-        }
         for (route, _) in names.iter().zip(&keys) {
             let mut body = vec![guance(route, n, false)];
             if n > 0 {
@@ -127,10 +124,13 @@ async fn main() {
         }
     }
     let accepted_in = started.elapsed();
-    let _ = outage;
 
+    // PagerDuty stays down for the first `outage` of the drain, then comes back.
     let source = support::event_source::EventSource::new(w.moto.sqs(), &queues.url).await;
-    let invocations = drain(&app, &source, Duration::from_secs(1800)).await;
+    let (invocations, ()) = tokio::join!(drain(&app, &source, Duration::from_secs(3600)), async {
+        tokio::time::sleep(outage).await;
+        w.standin.set_outage(false);
+    });
     let drained_in = started.elapsed();
 
     let accepted = w.standin.accepted();
