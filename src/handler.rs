@@ -233,28 +233,11 @@ impl<S: SecretSource> App<S> {
             let event = match step {
                 Step::Send(event) => event,
                 Step::Drop(reason) => {
-                    tracing::info!(request_id = %invocation.request_id, df_event_id = df_event_id.as_deref(), outcome = "dropped", %reason, "event dropped");
-                    results.push(EventResult {
-                        index,
-                        df_event_id,
-                        action: None,
-                        severity: None,
-                        dedup_key: None,
-                        outcome: EventOutcome::Dropped,
-                        reason: Some(reason.to_string()),
-                    });
+                    results.push(dropped(index, df_event_id, reason, invocation));
                     continue;
                 }
             };
-            let mut result = EventResult {
-                index,
-                df_event_id,
-                action: Some(event.event_action.as_str()),
-                severity: Some(event.payload.severity.as_str()),
-                dedup_key: Some(event.dedup_key.clone()),
-                outcome: EventOutcome::NotSent,
-                reason: None,
-            };
+            let mut result = for_event(index, df_event_id, &event, EventOutcome::NotSent);
             // After a failure the rest wait: a resolve must not overtake its trigger.
             if stop.is_none() {
                 let (outcome, failed) = self
@@ -300,27 +283,15 @@ impl<S: SecretSource> App<S> {
         for (index, (df_event_id, step)) in planned.into_iter().enumerate() {
             match step {
                 Step::Drop(reason) => {
-                    tracing::info!(request_id, df_event_id = df_event_id.as_deref(), outcome = "dropped", %reason, "event dropped");
-                    results.push(EventResult {
-                        index,
-                        df_event_id,
-                        action: None,
-                        severity: None,
-                        dedup_key: None,
-                        outcome: EventOutcome::Dropped,
-                        reason: Some(reason.to_string()),
-                    });
+                    results.push(dropped(index, df_event_id, reason, invocation));
                 }
                 Step::Send(event) => {
-                    results.push(EventResult {
+                    results.push(for_event(
                         index,
-                        df_event_id: df_event_id.clone(),
-                        action: Some(event.event_action.as_str()),
-                        severity: Some(event.payload.severity.as_str()),
-                        dedup_key: Some(event.dedup_key.clone()),
-                        outcome: EventOutcome::Queued,
-                        reason: None,
-                    });
+                        df_event_id.clone(),
+                        &event,
+                        EventOutcome::Queued,
+                    ));
                     messages.push(QueuedEvent {
                         route: route.map(str::to_owned),
                         df_event_id,
@@ -483,6 +454,43 @@ impl<S: SecretSource> App<S> {
             Some(token) => presented.is_some_and(|p| token.matches(p)),
             None => self.allow_unauthenticated,
         }
+    }
+}
+
+/// The result of an event deliberately not sent, with its log line.
+fn dropped(
+    index: usize,
+    df_event_id: Option<String>,
+    reason: DropReason,
+    invocation: &Invocation,
+) -> EventResult {
+    tracing::info!(request_id = %invocation.request_id, df_event_id = df_event_id.as_deref(), outcome = "dropped", %reason, "event dropped");
+    EventResult {
+        index,
+        df_event_id,
+        action: None,
+        severity: None,
+        dedup_key: None,
+        outcome: EventOutcome::Dropped,
+        reason: Some(reason.to_string()),
+    }
+}
+
+/// The result of an event to send, with its `outcome` so far.
+fn for_event(
+    index: usize,
+    df_event_id: Option<String>,
+    event: &PagerDutyEvent,
+    outcome: EventOutcome,
+) -> EventResult {
+    EventResult {
+        index,
+        df_event_id,
+        action: Some(event.event_action.as_str()),
+        severity: Some(event.payload.severity.as_str()),
+        dedup_key: Some(event.dedup_key.clone()),
+        outcome,
+        reason: None,
     }
 }
 
