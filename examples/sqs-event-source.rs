@@ -18,16 +18,9 @@ async fn main() {
         eprintln!("usage: sqs-event-source <sqs endpoint> <queue url> <function invoke url>");
         std::process::exit(2);
     };
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing", "testing", None, None, "local",
-        ))
-        .endpoint_url(endpoint)
-        .build();
+
     let source =
-        event_source::EventSource::new(aws_sdk_sqs::Client::from_conf(config), queue_url).await;
+        event_source::EventSource::new(event_source::local_client(endpoint), queue_url).await;
     let http = reqwest::Client::new();
     println!("event source mapping: polling {queue_url}");
     loop {

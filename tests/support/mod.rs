@@ -86,15 +86,7 @@ impl Moto {
 
     /// An SQS client for `endpoint`, which need not be this moto's (an unreachable one).
     pub fn sqs_at(&self, endpoint: &str) -> aws_sdk_sqs::Client {
-        let config = aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .endpoint_url(endpoint)
-            .build();
-        aws_sdk_sqs::Client::from_conf(config)
+        event_source::local_client(endpoint)
     }
 
     /// A FIFO delivery queue and its FIFO dead-letter queue, as the template makes them
