@@ -30,7 +30,9 @@ start_standin
 function_env >"$WORK/function.env"
 
 echo "== starting cargo lambda watch on 127.0.0.1:${INVOKE_PORT}"
-setsid .venv/bin/cargo-lambda lambda watch --quiet --ignore-changes \
+# RUST_LOG reaches the function through the env file. The watcher itself runs without it:
+# at DEBUG and TRACE cargo lambda logs each request's URL, ?token= included.
+setsid env -u RUST_LOG .venv/bin/cargo-lambda lambda watch --quiet --ignore-changes \
   -A 127.0.0.1 -P "$INVOKE_PORT" --env-file "$WORK/function.env" >"$WORK/watch.log" 2>&1 &
 pids+=($!)
 wait_for "$URL/" watch 600
