@@ -267,13 +267,7 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
 
 /// `full` with equal jitter: between half of it and all of it.
 pub fn jittered(full: Duration) -> Duration {
-    let half = full / 2;
-    let half_ms = half.as_millis() as u64;
-    half + Duration::from_millis(if half_ms == 0 {
-        0
-    } else {
-        Jitter::new().next() % (half_ms + 1)
-    })
+    Jitter::new().equal(full)
 }
 
 /// Exponential backoff with equal jitter: half the delay fixed, half random, so retries
@@ -301,6 +295,11 @@ impl Jitter {
             .base_delay
             .saturating_mul(1 << exponent)
             .min(policy.max_delay);
+        self.equal(full)
+    }
+
+    /// Half of `full` fixed, the other half random.
+    fn equal(&mut self, full: Duration) -> Duration {
         let half = full / 2;
         let half_ms = half.as_millis() as u64;
         half + Duration::from_millis(if half_ms == 0 {
