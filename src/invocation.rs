@@ -6,8 +6,8 @@
 //! our own error message. The runtime's message would quote serde's, and serde quotes the
 //! offending value: in a function URL event that can be the token.
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use serde_json::Value;
 use std::fmt;
 
@@ -18,6 +18,14 @@ pub enum Incoming {
     FunctionUrl(Box<ApiGatewayV2httpRequest>),
     /// A batch from the delivery queue's event source mapping.
     Queue(SqsEvent),
+}
+
+/// The answer to an invocation, serialized by the runtime as the entry point returned it.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    FunctionUrl(Box<ApiGatewayV2httpResponse>),
+    Queue(SqsBatchResponse),
 }
 
 /// The payload is not an invocation this function serves. The message names the shape

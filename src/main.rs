@@ -5,7 +5,7 @@
 use guance_pagerduty::config::{Config, SecretConfig};
 use guance_pagerduty::delivery::{PagerDutyClient, RetryPolicy};
 use guance_pagerduty::handler::{App, Invocation, QueueMode};
-use guance_pagerduty::invocation::{classify, Incoming};
+use guance_pagerduty::invocation::{classify, Answer, Incoming};
 use guance_pagerduty::queue::FifoQueue;
 use guance_pagerduty::secret::{
     AnySecretSource, SecretCache, SecretsManagerSource, StaticSource, WebhookSecrets, WebhookToken,
@@ -91,10 +91,10 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let invocation = Invocation::new(event.context.request_id, event.context.deadline);
         match classify(event.payload) {
-            Ok(Incoming::FunctionUrl(request)) => {
-                respond(&app.handle(*request, &invocation).await)
-            }
-            Ok(Incoming::Queue(batch)) => respond(&app.dispatch(batch, &invocation).await),
+            Ok(Incoming::FunctionUrl(request)) => Ok(Answer::FunctionUrl(Box::new(
+                app.handle(*request, &invocation).await,
+            ))),
+            Ok(Incoming::Queue(batch)) => Ok(Answer::Queue(app.dispatch(batch, &invocation).await)),
             Err(unrecognized) => {
                 tracing::error!(request_id = %invocation.request_id, error = %unrecognized, "invocation refused");
                 Err(Diagnostic {
@@ -105,11 +105,4 @@ async fn main() -> Result<(), Error> {
         }
     }))
     .await
-}
-
-fn respond(response: &impl serde::Serialize) -> Result<Value, Diagnostic> {
-    serde_json::to_value(response).map_err(|e| Diagnostic {
-        error_type: "ResponseNotSerializable".into(),
-        error_message: e.to_string(),
-    })
 }
