@@ -174,7 +174,8 @@ async fn main() {
     let dead = dead.map(|o| o.messages().len()).unwrap_or(0);
     println!("soak (queue mode): {total} events over {routes} routes, seed {seed}");
     println!(
-        "  PagerDuty faults: 20% 429, 10% 500, 5% dropped, 2% stalled; down for the first quarter"
+        "  PagerDuty faults: 20% 429, 10% 500, 5% dropped, 2% stalled; down for the first {} s of the drain",
+        outage.as_secs()
     );
     println!("  all answered by the webhook in {:.1} s; drained in {:.1} s, {invocations} dispatcher invocations", accepted_in.as_secs_f64(), drained_in.as_secs_f64());
     println!(
