@@ -87,7 +87,7 @@ soak:
 soak-queue: tools
 	$(CARGO) run --locked --release --example soak-queue -- --events $(SOAK_EVENTS) --routes 8
 
-SOAK_EVENTS ?= 2000
+SOAK_EVENTS ?= 10000
 FUZZ_SECONDS ?= 300
 ## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 300), corpus seeded from events/; prints executions and crashes
 fuzz:

@@ -7,8 +7,11 @@
 //!
 //! Usage: bench-e2e --bootstrap PATH [--arm64 PATH] [--invocations N] [--out FILE]
 
-#[path = "../tests/support/pagerduty.rs"]
-mod pagerduty;
+#[path = "../tests/support/mod.rs"]
+#[allow(unused_imports)]
+mod support;
+
+use support::{event_source, pagerduty};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -236,7 +239,7 @@ async fn main() {
     let standin = pagerduty::StandIn::start().await;
     let sm_calls = Arc::new(AtomicU64::new(0));
     let sm_port = secrets_manager(Arc::clone(&sm_calls)).await;
-    let spawn = |api_port: u16| {
+    let spawn_with = |api_port: u16, extra: &[(&str, &str)]| {
         Command::new(&bootstrap)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -254,11 +257,13 @@ async fn main() {
             .env("PAGERDUTY_SECRET_ID", "bench")
             .env("PAGERDUTY_EVENTS_URL", standin.events_url())
             .env("RUST_LOG", "info")
+            .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start bootstrap")
     };
+    let spawn = |api_port: u16| spawn_with(api_port, &[]);
     let (alert, recovery) = (
         function_url_event("alert.json"),
         function_url_event("recovery.json"),
@@ -412,6 +417,92 @@ async fn main() {
     .await;
     let guide_pair_accepted = guide_standin.accepted()[accepted_before..].to_vec();
 
+    // Queue mode, as deployed: the webhook answers once SQS (moto on loopback) took the
+    // event; the dispatcher, a second process of the same binary, is fed by a local event
+    // source mapping (long poll, invoke, delete) and delivers it. One event at a time, so
+    // each figure is one event's latency with an empty queue, not a throughput.
+    let moto = support::Moto::start();
+    let queues = moto.create_queues(30, 1000).await;
+    let queue_env = [
+        ("DELIVERY_QUEUE_URL", queues.url.as_str()),
+        ("DEAD_LETTER_QUEUE_URL", queues.dlq.as_str()),
+        ("AWS_ENDPOINT_URL_SQS", moto.endpoint.as_str()),
+    ];
+    let webhook_api = runtime_api().await;
+    let mut webhook = spawn_with(webhook_api.port, &queue_env);
+    let dispatcher_api = Arc::new(runtime_api().await);
+    let mut dispatcher = spawn_with(dispatcher_api.port, &queue_env);
+    let source =
+        event_source::EventSource::new(event_source::local_client(&moto.endpoint), &queues.url)
+            .await;
+    let mapping = tokio::spawn({
+        let api = Arc::clone(&dispatcher_api);
+        async move {
+            loop {
+                let messages = source.receive(20).await;
+                if !messages.is_empty() {
+                    let response = api.invoke(source.sqs_event(&messages)).await;
+                    source.settle(&messages, Some(&response)).await;
+                }
+            }
+        }
+    });
+    let unique = |template: &Value, n: usize| {
+        let mut event = template.clone();
+        let mut body: Value = serde_json::from_str(template["body"].as_str().unwrap()).unwrap();
+        body["df_event_id"] = json!(format!("bench-queue-{n}"));
+        body["df_monitor_checker_event_ref"] = json!(format!("bench-queue-{}", n / 2));
+        event["body"] = json!(body.to_string());
+        event
+    };
+    const QUEUE_WARMUP: usize = 10;
+    let queue_invocations = (invocations / 4).max(50);
+    let (mut queue_accept, mut queue_to_pagerduty) = (Vec::new(), Vec::new());
+    let taken_before = standin.accepted().len();
+    for n in 0..QUEUE_WARMUP + queue_invocations {
+        let event = unique(if n % 2 == 0 { &alert } else { &recovery }, n);
+        let t0 = Instant::now();
+        let answer = webhook_api.invoke(event).await;
+        let accepted = t0.elapsed();
+        assert_eq!(answer["statusCode"], 202, "queue mode, event {n}: {answer}");
+        assert!(
+            answer["body"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("\"queued\""),
+            "queue mode answers queued: {answer}"
+        );
+        let arrived = loop {
+            if let Some(at) = standin.accepted_at(taken_before + n) {
+                break at;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "queue mode: event {n} did not reach PagerDuty"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        if n >= QUEUE_WARMUP {
+            queue_accept.push(accepted);
+            queue_to_pagerduty.push(arrived - t0);
+        }
+    }
+    mapping.abort();
+    for child in [&mut webhook, &mut dispatcher] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    queue_accept.sort();
+    queue_to_pagerduty.sort();
+    let (qa50, qa99) = (
+        percentile(&queue_accept, 0.5),
+        percentile(&queue_accept, 0.99),
+    );
+    let (qp50, qp99) = (
+        percentile(&queue_to_pagerduty, 0.5),
+        percentile(&queue_to_pagerduty, 0.99),
+    );
+
     let size = |path: &str| std::fs::metadata(path).map(|m| m.len()).ok();
     let x86_size = size(&bootstrap);
     let arm_size = arm64.as_deref().and_then(size);
@@ -494,6 +585,28 @@ they are measurements of this machine, not guarantees.
   it delivered {guide_pair_accepted} of 2 (the recovery's severity `ok` is refused by
   PagerDuty with a 400: statuses {guide_pair_statuses}), so the incident never resolves;
   and it sets no dedup_key, so every repeat opens a new incident.
+
+## Queue mode
+
+The deployed default: the webhook answers Guance once SQS took the event, and a second
+process of the same binary, the dispatcher, fed by a local stand-in for the event source
+mapping (`tests/support/event_source.rs`: long poll, invoke, delete), delivers it. SQS is
+moto on loopback; {queue_invocations} events one at a time after {queue_warmup} warm-up
+events, alerts and recoveries alternating.
+
+| Figure | p50 | p99 |
+|---|---|---|
+| direct mode: webhook to answer (includes the PagerDuty POST) | {p50_ms:.2} ms | {p99_ms:.2} ms |
+| queue mode: webhook to answer (one `SendMessageBatch`) | {qa50:.2} ms | {qa99:.2} ms |
+| queue mode: webhook call to PagerDuty's 202 (queue, poll, dispatcher, POST) | {qp50:.2} ms | {qp99:.2} ms |
+
+What this shows and what it does not: the webhook's answer in queue mode costs one SQS
+call instead of one PagerDuty call, here both on loopback, where moto (Python) is slower
+than the stand-in; in AWS, SQS is in the same region and PagerDuty is not, so queue mode
+answers Guance sooner there. Accept to PagerDuty adds the event source mapping's pickup:
+here a long poll that moto wakes at once; Lambda's pollers and a second invocation add
+their own time, which only a deployment can measure (the issue's estimate: a fraction of
+a second).
 "#,
         python_version = command_output(
             &python,
@@ -535,6 +648,13 @@ they are measurements of this machine, not guarantees.
         c_translate = crit("translate_only_contract_example"),
         guide_pair_accepted = guide_pair_accepted.len(),
         guide_pair_statuses = guide_pair["statuses"],
+        queue_warmup = QUEUE_WARMUP,
+        p50_ms = us(p50) / 1e3,
+        p99_ms = us(p99) / 1e3,
+        qa50 = us(qa50) / 1e3,
+        qa99 = us(qa99) / 1e3,
+        qp50 = us(qp50) / 1e3,
+        qp99 = us(qp99) / 1e3,
     );
     std::fs::write(&out, &report).expect("write the report");
     println!("{report}");

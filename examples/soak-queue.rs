@@ -5,7 +5,10 @@
 //! Prints delivered, at risk (answered 5xx to Guance), lost and out of order; exits 1
 //! unless lost, at risk and out of order are all 0. Loopback only.
 //!
-//! Usage: soak-queue [--events N] [--routes N] [--outage-seconds N] [--seed N]
+//! Usage: soak-queue [--events N] [--routes N] [--outage-seconds N] [--rate N] [--seed N]
+//!
+//! Guance and the dispatcher run side by side; PagerDuty is down from `--outage-seconds`
+//! after the start until twice that.
 
 #[path = "../tests/support/mod.rs"]
 #[allow(unused_imports)]
@@ -13,6 +16,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::pagerduty::RandomFaults;
 use support::*;
@@ -41,6 +45,8 @@ async fn main() {
     let events = arg("--events", 10_000);
     let routes = arg("--routes", 8) as usize;
     let outage = Duration::from_secs(arg("--outage-seconds", 10));
+    // Guance's pace, events per second over all routes (0: as fast as the webhook answers).
+    let rate = arg("--rate", 50);
     let seed = arg(
         "--seed",
         SystemTime::now()
@@ -55,7 +61,7 @@ async fn main() {
         .zip(&keys)
         .map(|(n, k)| (n.clone(), json!(k)))
         .collect();
-    let w = world_with_secret(move |key, token| {
+    let w = world_on(Moto::start_fast_clock(), move |key, token| {
         json!({"routing_key": key, "webhook_token": token, "routes": route_keys}).to_string()
     })
     .await;
@@ -82,56 +88,121 @@ async fn main() {
         seed,
     });
 
-    // Per route: alert n, then the recovery of n-1, so every recovery follows its alert.
-    let mut sent: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    let mut at_risk = 0u64;
-    let started = Instant::now();
-    w.standin.set_outage(true);
-    let per_route = events / routes as u64 / 2;
-    for n in 0..per_route {
-        for (route, _) in names.iter().zip(&keys) {
-            let mut body = vec![guance(route, n, false)];
-            if n > 0 {
-                body.push(guance(route, n - 1, true));
-            }
-            let event = with_path(
-                with_body(w.event("alert.json"), &json!(body).to_string()),
-                &format!("/{route}"),
-            );
-            let answer = call(&app, &event).await;
-            if answer.status >= 500 {
-                at_risk += body.len() as u64;
-            }
-            let lane = sent.entry(route.clone()).or_default();
-            lane.push(("trigger".into(), format!("soak-{route}-{n:06}")));
-            if n > 0 {
-                lane.push(("resolve".into(), format!("soak-{route}-{:06}", n - 1)));
-            }
-        }
-    }
-    for route in &names {
-        sent.get_mut(route).unwrap().push((
-            "resolve".into(),
-            format!("soak-{route}-{:06}", per_route - 1),
-        ));
-        let body = guance(route, per_route - 1, true);
-        let event = with_path(
-            with_body(w.event("alert.json"), &body.to_string()),
-            &format!("/{route}"),
-        );
-        if call(&app, &event).await.status >= 500 {
-            at_risk += 1;
-        }
-    }
-    let accepted_in = started.elapsed();
-
-    // PagerDuty stays down for the first `outage` of the drain, then comes back.
+    // Guance and the event source mapping run at the same time, as deployed: each route
+    // posts alert n, then the recovery of n-1 (so every recovery follows its alert),
+    // while the dispatcher drains. PagerDuty goes down `outage` after the start and
+    // stays down for `outage`, so a backlog builds and must drain in order.
     let source = support::event_source::EventSource::new(w.moto.sqs(), &queues.url).await;
-    let (invocations, ()) = tokio::join!(drain(&app, &source, Duration::from_secs(3600)), async {
+    let per_route = events / routes as u64 / 2;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let answered: Arc<Mutex<HashMap<(String, String), Instant>>> = Default::default();
+    let app = Arc::new(app);
+    let template = w.event("alert.json");
+    let started = Instant::now();
+    let lanes: Vec<_> = names
+        .iter()
+        .cloned()
+        .map(|route| {
+            let (app, template, answered) =
+                (Arc::clone(&app), template.clone(), Arc::clone(&answered));
+            tokio::spawn(async move {
+                let post = |body: Vec<Value>| {
+                    let event = with_path(
+                        with_body(template.clone(), &json!(body).to_string()),
+                        &format!("/{route}"),
+                    );
+                    let (app, answered) = (&app, &answered);
+                    async move {
+                        let status = call(app, &event).await.status;
+                        let now = Instant::now();
+                        let mut answered = answered.lock().unwrap();
+                        for b in &body {
+                            let action = if b["df_status"] == "ok" {
+                                "resolve"
+                            } else {
+                                "trigger"
+                            };
+                            let key = b["df_monitor_checker_event_ref"]
+                                .as_str()
+                                .unwrap_or_default();
+                            answered.insert((action.to_owned(), key.to_owned()), now);
+                        }
+                        if status >= 500 {
+                            body.len() as u64
+                        } else {
+                            0
+                        }
+                    }
+                };
+                let (mut sent, mut at_risk) = (Vec::new(), 0);
+                let lane_rate = rate as f64 / routes as f64;
+                for n in 0..per_route {
+                    if rate > 0 {
+                        let due = Duration::from_secs_f64(sent.len() as f64 / lane_rate);
+                        tokio::time::sleep_until((started + due).into()).await;
+                    }
+                    let mut body = vec![guance(&route, n, false)];
+                    sent.push(("trigger".to_owned(), format!("soak-{route}-{n:06}")));
+                    if n > 0 {
+                        body.push(guance(&route, n - 1, true));
+                        sent.push(("resolve".to_owned(), format!("soak-{route}-{:06}", n - 1)));
+                    }
+                    at_risk += post(body).await;
+                }
+                at_risk += post(vec![guance(&route, per_route - 1, true)]).await;
+                sent.push((
+                    "resolve".to_owned(),
+                    format!("soak-{route}-{:06}", per_route - 1),
+                ));
+                (route, sent, at_risk)
+            })
+        })
+        .collect();
+    let producer = async {
+        let mut finished = Vec::new();
+        for lane in lanes {
+            finished.push(lane.await.expect("a route's webhook calls"));
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (finished, started.elapsed())
+    };
+    let consumer = async {
+        let mut invocations = 0usize;
+        loop {
+            let messages = source.receive(1).await;
+            if messages.is_empty() {
+                if done.load(std::sync::atomic::Ordering::SeqCst) && source.depth().await == 0 {
+                    return invocations;
+                }
+                continue;
+            }
+            invocations += 1;
+            let response = dispatch(&app, &source.sqs_event(&messages)).await;
+            source.settle(&messages, Some(&response)).await;
+        }
+    };
+    let backlog = async {
+        let mut peak = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || source.depth().await > 0 {
+            peak = peak.max(source.depth().await);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        peak
+    };
+    let pagerduty_down = async {
+        tokio::time::sleep(outage).await;
+        w.standin.set_outage(true);
         tokio::time::sleep(outage).await;
         w.standin.set_outage(false);
-    });
+    };
+    let (((lanes, accepted_in), invocations, peak_backlog), ()) = tokio::join!(
+        async { tokio::join!(producer, consumer, backlog) },
+        pagerduty_down
+    );
     let drained_in = started.elapsed();
+    let at_risk: u64 = lanes.iter().map(|(_, _, r)| r).sum();
+    let sent: HashMap<String, Vec<(String, String)>> =
+        lanes.into_iter().map(|(r, s, _)| (r, s)).collect();
 
     let accepted = w.standin.accepted();
     let total: usize = sent.values().map(Vec::len).sum();
@@ -172,12 +243,40 @@ async fn main() {
         .send()
         .await;
     let dead = dead.map(|o| o.messages().len()).unwrap_or(0);
+    // Accept (the webhook's 202) to PagerDuty's 202, per event, first delivery.
+    let answered = answered.lock().unwrap();
+    let mut first = HashSet::new();
+    let mut waits: Vec<Duration> = accepted
+        .iter()
+        .filter(|a| first.insert((a.event_action.clone(), a.dedup_key.clone())))
+        .filter_map(|a| {
+            let t = answered.get(&(a.event_action.clone(), a.dedup_key.clone()))?;
+            Some(a.at.saturating_duration_since(*t))
+        })
+        .collect();
+    waits.sort();
+    let wait = |p: f64| {
+        waits
+            .get(((waits.len().max(1) - 1) as f64 * p).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
     println!("soak (queue mode): {total} events over {routes} routes, seed {seed}");
     println!(
-        "  PagerDuty faults: 20% 429, 10% 500, 5% dropped, 2% stalled; down for the first {} s of the drain",
-        outage.as_secs()
+        "  PagerDuty faults: 20% 429, 10% 500, 5% dropped, 2% stalled; down from {0} s to {1} s after the start",
+        outage.as_secs(),
+        2 * outage.as_secs()
     );
-    println!("  all answered by the webhook in {:.1} s; drained in {:.1} s, {invocations} dispatcher invocations", accepted_in.as_secs_f64(), drained_in.as_secs_f64());
+    println!(
+        "  webhook: all answered in {:.1} s; drained in {:.1} s by {invocations} dispatcher invocations; peak backlog {peak_backlog} messages",
+        accepted_in.as_secs_f64(),
+        drained_in.as_secs_f64()
+    );
+    println!(
+        "  accept to PagerDuty: p50 {:.2} s, p99 {:.2} s, max {:.2} s",
+        wait(0.5),
+        wait(0.99),
+        wait(1.0)
+    );
     println!(
         "  PagerDuty requests {}, events taken {}",
         w.standin.requests(),

@@ -19,12 +19,25 @@ use pagerduty::StandIn;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
+
+/// A file in the project's Python venv, which `make test` installs.
+fn venv(file: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv")
+        .join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make test` (it installs moto into .venv)",
+        path.display()
+    );
+    path
+}
 
 /// A moto server on a free loopback port, killed when dropped.
 pub struct Moto {
@@ -36,19 +49,24 @@ impl Moto {
     pub fn start() -> Moto {
         let program = std::env::var_os("MOTO_SERVER")
             .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
-            });
-        assert!(
-            program.exists(),
-            "{} is missing: run `make test` (it installs moto into .venv)",
-            program.display()
-        );
+            .unwrap_or_else(|| venv("bin/moto_server"));
+        Moto::start_with(Command::new(program))
+    }
+
+    /// moto with the same clock read more cheaply (`tools/moto_server_fast_clock.py`),
+    /// for soaks whose backlog runs to thousands of messages.
+    pub fn start_fast_clock() -> Moto {
+        let mut command = Command::new(venv("bin/python"));
+        command.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/moto_server_fast_clock.py"));
+        Moto::start_with(command)
+    }
+
+    fn start_with(mut command: Command) -> Moto {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = Command::new(&program)
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -440,8 +458,11 @@ pub async fn world() -> World {
 }
 
 pub async fn world_with_secret(secret: impl Fn(&str, &str) -> String) -> World {
+    world_on(Moto::start(), secret).await
+}
+
+pub async fn world_on(moto: Moto, secret: impl Fn(&str, &str) -> String) -> World {
     capture_logs();
-    let moto = Moto::start();
     let standin = StandIn::start().await;
     let routing_key = secret_value(32);
     let token = secret_value(40);

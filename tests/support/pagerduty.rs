@@ -56,6 +56,8 @@ pub struct Accepted {
     pub dedup_key: String,
     /// For a resolve: was an alert with this key open (PagerDuty drops it otherwise)?
     pub resolved_open_alert: bool,
+    /// When it arrived, for latency figures (accept to PagerDuty).
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -159,6 +161,11 @@ impl StandIn {
 
     pub fn accepted(&self) -> Vec<Accepted> {
         self.state.lock().unwrap().accepted.clone()
+    }
+
+    /// The arrival time of the `n`th event taken (0-based), once it arrived.
+    pub fn accepted_at(&self, n: usize) -> Option<std::time::Instant> {
+        self.state.lock().unwrap().accepted.get(n).map(|a| a.at)
     }
 
     pub fn requests(&self) -> u64 {
@@ -313,6 +320,7 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Answer {
                 event_action: action,
                 dedup_key: dedup_key.clone(),
                 resolved_open_alert,
+                at: std::time::Instant::now(),
             });
             respond(
                 202,
