@@ -106,7 +106,8 @@ async fn main() {
             let (app, template, answered) =
                 (Arc::clone(&app), template.clone(), Arc::clone(&answered));
             tokio::spawn(async move {
-                let post = |body: Vec<Value>| {
+                // Posts one body; `events` are its (action, dedup_key) pairs, in order.
+                let post = |body: Vec<Value>, events: Vec<(String, String)>| {
                     let event = with_path(
                         with_body(template.clone(), &json!(body).to_string()),
                         &format!("/{route}"),
@@ -116,19 +117,11 @@ async fn main() {
                         let status = call(app, &event).await.status;
                         let now = Instant::now();
                         let mut answered = answered.lock().unwrap();
-                        for b in &body {
-                            let action = if b["df_status"] == "ok" {
-                                "resolve"
-                            } else {
-                                "trigger"
-                            };
-                            let key = b["df_monitor_checker_event_ref"]
-                                .as_str()
-                                .unwrap_or_default();
-                            answered.insert((action.to_owned(), key.to_owned()), now);
+                        for event in &events {
+                            answered.insert(event.clone(), now);
                         }
                         if status >= 500 {
-                            body.len() as u64
+                            events.len() as u64
                         } else {
                             0
                         }
@@ -141,19 +134,21 @@ async fn main() {
                         let due = Duration::from_secs_f64(sent.len() as f64 / lane_rate);
                         tokio::time::sleep_until((started + due).into()).await;
                     }
+                    let before = sent.len();
                     let mut body = vec![guance(&route, n, false)];
                     sent.push(("trigger".to_owned(), format!("soak-{route}-{n:06}")));
                     if n > 0 {
                         body.push(guance(&route, n - 1, true));
                         sent.push(("resolve".to_owned(), format!("soak-{route}-{:06}", n - 1)));
                     }
-                    at_risk += post(body).await;
+                    at_risk += post(body, sent[before..].to_vec()).await;
                 }
-                at_risk += post(vec![guance(&route, per_route - 1, true)]).await;
-                sent.push((
+                let last = (
                     "resolve".to_owned(),
                     format!("soak-{route}-{:06}", per_route - 1),
-                ));
+                );
+                sent.push(last.clone());
+                at_risk += post(vec![guance(&route, per_route - 1, true)], vec![last]).await;
                 (route, sent, at_risk)
             })
         })
@@ -166,25 +161,15 @@ async fn main() {
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         (finished, started.elapsed())
     };
-    let consumer = async {
-        let mut invocations = 0usize;
-        loop {
-            let messages = source.receive(1).await;
-            if messages.is_empty() {
-                if done.load(std::sync::atomic::Ordering::SeqCst) && source.depth().await == 0 {
-                    return invocations;
-                }
-                continue;
-            }
-            invocations += 1;
-            let response = dispatch(&app, &source.sqs_event(&messages)).await;
-            source.settle(&messages, Some(&response)).await;
-        }
-    };
+    let consumer = drain_until_done(&app, &source, Duration::from_secs(3600), &done);
     let backlog = async {
         let mut peak = 0;
-        while !done.load(std::sync::atomic::Ordering::SeqCst) || source.depth().await > 0 {
-            peak = peak.max(source.depth().await);
+        loop {
+            let depth = source.depth().await;
+            peak = peak.max(depth);
+            if depth == 0 && done.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         peak

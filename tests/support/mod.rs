@@ -21,6 +21,7 @@ use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -512,6 +513,17 @@ pub async fn drain(
     source: &event_source::EventSource,
     timeout: Duration,
 ) -> usize {
+    drain_until_done(app, source, timeout, &AtomicBool::new(true)).await
+}
+
+/// Like `drain`, while events may still be arriving: returns once `done` is set and the
+/// queue is empty.
+pub async fn drain_until_done(
+    app: &App<SecretsManagerSource>,
+    source: &event_source::EventSource,
+    timeout: Duration,
+    done: &AtomicBool,
+) -> usize {
     let started = Instant::now();
     let mut invocations = 0;
     loop {
@@ -521,7 +533,7 @@ pub async fn drain(
         );
         let messages = source.receive(1).await;
         if messages.is_empty() {
-            if source.depth().await == 0 {
+            if done.load(Ordering::SeqCst) && source.depth().await == 0 {
                 return invocations;
             }
             continue;
