@@ -9,6 +9,7 @@ mod pagerduty;
 
 use guance_pagerduty::delivery::{PagerDutyClient, RetryPolicy};
 use guance_pagerduty::handler::{App, Invocation};
+use guance_pagerduty::metrics::{Memory, Metrics};
 use guance_pagerduty::secret::{
     RoutingKey, SecretCache, StaticSource, WebhookSecrets, WebhookToken,
 };
@@ -85,6 +86,7 @@ async fn main() {
         stall: attempt_timeout * 4,
         seed,
     });
+    let metric_lines = Memory::default();
     let app = Arc::new(App {
         queue: None,
         settings: Settings::default(),
@@ -112,6 +114,7 @@ async fn main() {
         dry_run: false,
         deadline_margin: Duration::from_millis(100),
         default_budget: Duration::from_secs(3),
+        metrics: Metrics::new("guance-pagerduty/soak", Arc::new(metric_lines.clone())),
     });
 
     // Requests: a third carry an alert and its recovery together (order within the
@@ -298,7 +301,22 @@ async fn main() {
     println!("| resolves that found no open alert (their trigger failed, or raced it from another request) | {resolve_before_trigger} |");
     println!("| duplicate triggers | {duplicate_triggers} |");
     println!("| duplicate resolves | {duplicate_resolves} |");
-    let ok = lost + unanswered == 0
+    // The metric lines must tell the same story as the answers.
+    let mut by_outcome: std::collections::BTreeMap<String, u64> = Default::default();
+    for line in metric_lines.lines() {
+        let line: Value = serde_json::from_str(&line).unwrap();
+        if let Some(events) = line["Events"].as_u64() {
+            *by_outcome
+                .entry(line["Outcome"].as_str().unwrap_or_default().to_owned())
+                .or_default() += events;
+        }
+    }
+    let counted = |outcome: &str| by_outcome.get(outcome).copied().unwrap_or(0);
+    println!("| CloudWatch metric `Events` by outcome (EMF lines) | {by_outcome:?} |");
+    let metrics_agree =
+        counted("delivered") == delivered as u64 && counted("received") == total_events as u64;
+    let ok = metrics_agree
+        && lost + unanswered == 0
         && in_request_inversions == 0
         && other == 0
         && delivered + failed == total_events;

@@ -2,6 +2,7 @@
 //! the function with a message naming the variable, rather than failing on every page.
 
 use crate::delivery::{RetryPolicy, DEFAULT_EVENTS_URL};
+use crate::metrics::{is_valid_namespace, DEFAULT_NAMESPACE};
 use crate::pagerduty::Severity;
 use crate::translate::{InfoEvents, Settings};
 use std::fmt;
@@ -54,6 +55,8 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// Retry budget when the invocation carries no deadline (local runs).
     pub default_budget: Duration,
+    /// The CloudWatch namespace of the metric lines (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
 }
 
 // Hand-written so that the routing key and token given in the environment never print.
@@ -74,6 +77,7 @@ impl fmt::Debug for Config {
             .field("dry_run", &self.dry_run)
             .field("retry", &self.retry)
             .field("deadline_margin", &self.deadline_margin)
+            .field("metrics_namespace", &self.metrics_namespace)
             .finish()
     }
 }
@@ -224,7 +228,18 @@ impl Config {
                 attempts_per_invocation: number("QUEUE_ATTEMPTS_PER_INVOCATION", 2, 1..=10)? as u32,
             }),
         };
+        let metrics_namespace = get("METRICS_NAMESPACE")
+            .map_or_else(|| DEFAULT_NAMESPACE.to_owned(), |v| v.trim().to_owned());
+        if !is_valid_namespace(&metrics_namespace) {
+            return Err(ConfigError {
+                variable: "METRICS_NAMESPACE",
+                problem: format!(
+                    "{metrics_namespace:?} is not a CloudWatch namespace (1 to 255 letters, digits or .-_/#: and spaces, not starting with AWS/)"
+                ),
+            });
+        }
         Ok(Config {
+            metrics_namespace,
             queue,
             secret,
             secret_ttl: Duration::from_secs(number("SECRET_CACHE_TTL_SECONDS", 300, 0..=86_400)?),
@@ -294,6 +309,7 @@ mod tests {
         assert!(!c.allow_unauthenticated && !c.dry_run);
         assert_eq!(c.retry, RetryPolicy::default());
         assert_eq!(c.queue, None, "direct delivery without DELIVERY_QUEUE_URL");
+        assert_eq!(c.metrics_namespace, "guance-pagerduty");
 
         let q = config(&[
             ("PAGERDUTY_SECRET_ID", "s"),
@@ -372,6 +388,10 @@ mod tests {
                 "SECRET_CACHE_TTL_SECONDS",
             ),
             (&[base, ("MAX_BODY_BYTES", "10")], "MAX_BODY_BYTES"),
+            (
+                &[base, ("METRICS_NAMESPACE", "AWS/Lambda")],
+                "METRICS_NAMESPACE",
+            ),
             (
                 &[base, ("PAGERDUTY_MAX_ATTEMPTS", "0")],
                 "PAGERDUTY_MAX_ATTEMPTS",

@@ -10,8 +10,9 @@
 
 use crate::delivery::Delivery;
 use crate::handler::{App, Invocation, QueueMode};
+use crate::metrics::{Outcome, PagerDutyCall, Tally};
 use crate::queue::{DeadLetter, QueuedEvent};
-use crate::secret::SecretSource;
+use crate::secret::{route_path, SecretSource};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,6 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// A record is not started with less time than this before the deadline: it is
 /// returned to the queue at once instead.
 const MIN_RECORD_TIME: Duration = Duration::from_millis(500);
+
+/// The metrics' `Route` for a message whose body is not a queued event.
+const UNREADABLE_ROUTE: &str = "unreadable";
 
 /// How one record ended.
 enum Fate {
@@ -41,6 +45,7 @@ impl<S: SecretSource> App<S> {
         let mut stopped_groups: HashSet<String> = HashSet::new();
         let mut failures = Vec::new();
         let mut delays: Vec<(String, Duration)> = Vec::new();
+        let mut tally = Tally::default();
         for record in &event.records {
             let group = record
                 .attributes
@@ -55,7 +60,8 @@ impl<S: SecretSource> App<S> {
             let fate = if stopped_groups.contains(&group) || out_of_time {
                 Fate::Retry(Duration::ZERO)
             } else {
-                self.dispatch_record(record, deadline, invocation).await
+                self.dispatch_record(record, deadline, invocation, &mut tally)
+                    .await
             };
             if let Fate::Retry(delay) = fate {
                 stopped_groups.insert(group);
@@ -76,6 +82,7 @@ impl<S: SecretSource> App<S> {
                 }
             }
         }
+        self.metrics.publish(&tally, &invocation.request_id);
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failures;
         response
@@ -86,9 +93,11 @@ impl<S: SecretSource> App<S> {
         record: &SqsMessage,
         deadline: Instant,
         invocation: &Invocation,
+        tally: &mut Tally,
     ) -> Fate {
         let Some(mode) = &self.queue else {
             tracing::error!(request_id = %invocation.request_id, "an SQS event arrived but DELIVERY_QUEUE_URL is not set; the records go back to the queue");
+            tally.event(UNREADABLE_ROUTE, Outcome::Retrying, None, None);
             return Fate::Retry(Duration::from_secs(300));
         };
         let request_id = invocation.request_id.as_str();
@@ -110,6 +119,7 @@ impl<S: SecretSource> App<S> {
             Err(reason) => {
                 tracing::error!(request_id, message_id, %reason, outcome = "refused", "queued message unreadable");
                 let raw = record.body.as_deref().unwrap_or_default();
+                tally.event(UNREADABLE_ROUTE, Outcome::Refused, None, queued_ms);
                 return self
                     .park(mode, Err(raw), message_id, None, &[reason], backoff)
                     .await;
@@ -123,25 +133,30 @@ impl<S: SecretSource> App<S> {
             event.payload.severity.as_str(),
             queued.route.as_deref(),
         );
+        let path = route_path(route);
         if self.dry_run {
             let rendered = serde_json::to_string(event).unwrap_or_default();
             tracing::info!(request_id, message_id, df_event_id, dedup_key, action, severity, route, queued_ms, outcome = "dry_run", pagerduty_event = %rendered, "event not sent (DRY_RUN)");
+            tally.event(&path, Outcome::DryRun, None, queued_ms);
             return Fate::Done;
         }
         let secrets = match self.secrets.get().await {
             Ok(secrets) => secrets,
             Err(error) => {
                 tracing::error!(request_id, message_id, df_event_id, %error, receives, outcome = "failed", "cannot read the PagerDuty secret; the event waits in the queue");
+                tally.event(&path, Outcome::Retrying, None, None);
                 return Fate::Retry(backoff);
             }
         };
         let Some(routing_key) = secrets.routing_key_for(route) else {
             tracing::error!(request_id, message_id, df_event_id, route, receives, outcome = "failed", "the event's route is no longer in the secret; it waits in the queue until it is back or the queue's redrive moves it to the dead-letter queue");
+            tally.event(&path, Outcome::Retrying, None, None);
             return Fate::Retry(mode.retry_max);
         };
         let encoded = match event.encode(routing_key.expose()) {
             Ok(encoded) => encoded,
             Err(error) => {
+                tally.event(&path, Outcome::Refused, None, queued_ms);
                 return self
                     .park(
                         mode,
@@ -151,14 +166,16 @@ impl<S: SecretSource> App<S> {
                         &[error.to_string()],
                         backoff,
                     )
-                    .await
+                    .await;
             }
         };
         let record_deadline = deadline.min(Instant::now() + mode.time_per_record());
         let report = mode.pagerduty.deliver(&encoded, record_deadline).await;
         let (attempts, ms) = (report.attempts, report.elapsed.as_millis() as u64);
+        let call = Some(PagerDutyCall { ms, attempts });
         match report.delivery {
             Delivery::Accepted { status, .. } => {
+                tally.event(&path, Outcome::Delivered, call, queued_ms);
                 tracing::info!(
                     request_id,
                     message_id,
@@ -180,6 +197,7 @@ impl<S: SecretSource> App<S> {
             Delivery::Refused { status, errors } => {
                 let reason = errors.join("; ");
                 tracing::error!(request_id, message_id, df_event_id, dedup_key, action, severity, route, pagerduty_status = status, attempts, ms, outcome = "refused", %reason, "PagerDuty refused the event; it goes to the dead-letter queue");
+                tally.event(&path, Outcome::Refused, call, queued_ms);
                 self.park(
                     mode,
                     Ok(&queued),
@@ -196,6 +214,7 @@ impl<S: SecretSource> App<S> {
                 retry_after,
             } => {
                 let delay = retry_after.map_or(backoff, |advised| advised.min(mode.retry_max));
+                tally.event(&path, Outcome::Retrying, call, None);
                 tracing::warn!(request_id, message_id, df_event_id, dedup_key, action, severity, route, pagerduty_status = last_status, attempts, ms, queued_ms, receives, retry_in_s = delay.as_secs(), outcome = "retrying", reason = %last_failure, "PagerDuty did not take the event; it waits in the queue");
                 Fate::Retry(delay)
             }

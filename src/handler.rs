@@ -5,9 +5,12 @@
 use crate::delivery::{jittered, Delivery, PagerDutyClient};
 use crate::error::{AppError, EventOutcome, EventResult};
 use crate::guance::{parse_body_up_to, MAX_EVENTS_PER_BODY};
+use crate::metrics::{self, Metrics, PagerDutyCall, Tally};
 use crate::pagerduty::PagerDutyEvent;
 use crate::queue::{FifoQueue, QueuedEvent};
-use crate::secret::{is_valid_route_name, RoutingKey, SecretCache, SecretSource, WebhookSecrets};
+use crate::secret::{
+    is_valid_route_name, route_path, RoutingKey, SecretCache, SecretSource, WebhookSecrets,
+};
 use crate::translate::{translate, DropReason, Outcome, Settings};
 use base64::Engine;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -32,6 +35,7 @@ pub struct App<S> {
     pub dry_run: bool,
     pub deadline_margin: Duration,
     pub default_budget: Duration,
+    pub metrics: Metrics,
 }
 
 /// What queue mode needs: the delivery queue, where refused events go, and how the
@@ -148,16 +152,21 @@ impl<S: SecretSource> App<S> {
     ) -> ApiGatewayV2httpResponse {
         let method = request.request_context.http.method.clone();
         let path = request.raw_path.as_deref().unwrap_or("/");
+        let mut tally = Tally::default();
         let answer = match (route_of(path), method) {
             (Route::Invalid, _) => Err(AppError::NotFound),
             (Route::Root, Method::GET) => Ok((200, health())),
-            (Route::Root, Method::POST) => self.webhook(None, &request, invocation).await,
+            (Route::Root, Method::POST) => {
+                self.webhook(None, &request, invocation, &mut tally).await
+            }
             (Route::Named(name), Method::POST) => {
-                self.webhook(Some(name), &request, invocation).await
+                self.webhook(Some(name), &request, invocation, &mut tally)
+                    .await
             }
             (Route::Root, _) => Err(AppError::MethodNotAllowed { allow: "GET, POST" }),
             (Route::Named(_), _) => Err(AppError::MethodNotAllowed { allow: "POST" }),
         };
+        self.metrics.publish(&tally, &invocation.request_id);
         match answer {
             Ok((status, body)) => json_response(status, &body),
             Err(error) => {
@@ -189,10 +198,13 @@ impl<S: SecretSource> App<S> {
         route: Option<&str>,
         request: &ApiGatewayV2httpRequest,
         invocation: &Invocation,
+        tally: &mut Tally,
     ) -> Result<(u16, Value), AppError> {
         let body = self.read_body(request)?;
         let secrets = self.authenticate(request).await?;
         let routing_key = secrets.routing_key_for(route).ok_or(AppError::NotFound)?;
+        // Known to the secret from here on, so the metrics' Route dimension stays bounded.
+        let path = route_path(route);
         // Direct delivery must finish within one invocation; the queue takes any number.
         let max_events = if self.queue.is_some() {
             usize::MAX
@@ -201,6 +213,8 @@ impl<S: SecretSource> App<S> {
         };
         let events =
             parse_body_up_to(&body, max_events).map_err(|e| AppError::BadRequest(e.to_string()))?;
+        let received = events.len() as u64;
+        tally.count(&path, metrics::Outcome::Received, received);
 
         let mut planned = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
@@ -210,7 +224,10 @@ impl<S: SecretSource> App<S> {
                 tracing::warn!(request_id = %invocation.request_id, df_event_id = df_event_id.as_deref(), %warning, "event translated with a warning");
             }
             let step = match translation.outcome {
-                Outcome::Reject(reason) => return Err(AppError::Untranslatable { index, reason }),
+                Outcome::Reject(reason) => {
+                    tally.count(&path, metrics::Outcome::Rejected, received);
+                    return Err(AppError::Untranslatable { index, reason });
+                }
                 Outcome::Drop(reason) => Step::Drop(reason),
                 Outcome::Send(event) => Step::Send(event),
             };
@@ -218,7 +235,7 @@ impl<S: SecretSource> App<S> {
         }
 
         if let Some(mode) = &self.queue {
-            return self.enqueue(mode, route, planned, invocation).await;
+            return self.enqueue(mode, route, planned, invocation, tally).await;
         }
 
         let deadline = match invocation.deadline {
@@ -233,6 +250,7 @@ impl<S: SecretSource> App<S> {
             let event = match step {
                 Step::Send(event) => event,
                 Step::Drop(reason) => {
+                    tally.event(&path, metrics::Outcome::Dropped, None, None);
                     results.push(dropped(index, df_event_id, reason, invocation));
                     continue;
                 }
@@ -240,12 +258,21 @@ impl<S: SecretSource> App<S> {
             let mut result = for_event(index, df_event_id, &event, EventOutcome::NotSent);
             // After a failure the rest wait: a resolve must not overtake its trigger.
             if stop.is_none() {
-                let (outcome, failed) = self
+                let (outcome, failed, call) = self
                     .deliver(&event, routing_key, deadline, invocation, &result)
                     .await?;
+                let fate = match (outcome, &failed) {
+                    (EventOutcome::Sent, _) => metrics::Outcome::Delivered,
+                    (EventOutcome::DryRun, _) => metrics::Outcome::DryRun,
+                    (_, Some(Stop::Refused { .. })) => metrics::Outcome::Refused,
+                    _ => metrics::Outcome::Failed,
+                };
+                tally.event(&path, fate, call, None);
                 result.outcome = outcome;
                 result.reason = failed.as_ref().map(Stop::reason);
                 stop = failed;
+            } else {
+                tally.event(&path, metrics::Outcome::Failed, None, None);
             }
             results.push(result);
         }
@@ -276,13 +303,16 @@ impl<S: SecretSource> App<S> {
         route: Option<&str>,
         planned: Vec<(Option<String>, Step)>,
         invocation: &Invocation,
+        tally: &mut Tally,
     ) -> Result<(u16, Value), AppError> {
         let request_id = invocation.request_id.as_str();
+        let path = route_path(route);
         let mut results = Vec::with_capacity(planned.len());
         let mut messages = Vec::with_capacity(planned.len());
         for (index, (df_event_id, step)) in planned.into_iter().enumerate() {
             match step {
                 Step::Drop(reason) => {
+                    tally.event(&path, metrics::Outcome::Dropped, None, None);
                     results.push(dropped(index, df_event_id, reason, invocation));
                 }
                 Step::Send(event) => {
@@ -303,10 +333,12 @@ impl<S: SecretSource> App<S> {
         let count = messages.len();
         let started = Instant::now();
         if let Err(error) = mode.queue.enqueue(messages).await {
+            tally.count(&path, metrics::Outcome::Failed, count as u64);
             return Err(AppError::QueueUnavailable {
                 reason: error.to_string(),
             });
         }
+        tally.count(&path, metrics::Outcome::Queued, count as u64);
         let ms = started.elapsed().as_millis() as u64;
         for result in results.iter().filter(|r| r.outcome == EventOutcome::Queued) {
             tracing::info!(
@@ -332,7 +364,7 @@ impl<S: SecretSource> App<S> {
         deadline: Instant,
         invocation: &Invocation,
         result: &EventResult,
-    ) -> Result<(EventOutcome, Option<Stop>), AppError> {
+    ) -> Result<(EventOutcome, Option<Stop>, Option<PagerDutyCall>), AppError> {
         let request_id = invocation.request_id.as_str();
         let df_event_id = result.df_event_id.as_deref();
         let (dedup_key, action, severity) = (
@@ -343,13 +375,14 @@ impl<S: SecretSource> App<S> {
         if self.dry_run {
             let rendered = serde_json::to_string(event).unwrap_or_default();
             tracing::info!(request_id, df_event_id, dedup_key, action, severity, outcome = "dry_run", pagerduty_event = %rendered, "event not sent (DRY_RUN)");
-            return Ok((EventOutcome::DryRun, None));
+            return Ok((EventOutcome::DryRun, None, None));
         }
         let encoded = event
             .encode(routing_key.expose())
             .map_err(|e| AppError::Internal(e.to_string()))?;
         let report = self.pagerduty.deliver(&encoded, deadline).await;
         let (attempts, ms) = (report.attempts, report.elapsed.as_millis() as u64);
+        let call = Some(PagerDutyCall { ms, attempts });
         match report.delivery {
             Delivery::Accepted {
                 status,
@@ -368,12 +401,16 @@ impl<S: SecretSource> App<S> {
                     outcome = "sent",
                     "event delivered to PagerDuty"
                 );
-                Ok((EventOutcome::Sent, None))
+                Ok((EventOutcome::Sent, None, call))
             }
             Delivery::Refused { status, errors } => {
                 let reason = errors.join("; ");
                 tracing::error!(request_id, df_event_id, dedup_key, action, severity, pagerduty_status = status, attempts, ms, outcome = "refused", %reason, "PagerDuty refused the event");
-                Ok((EventOutcome::Failed, Some(Stop::Refused { status, errors })))
+                Ok((
+                    EventOutcome::Failed,
+                    Some(Stop::Refused { status, errors }),
+                    call,
+                ))
             }
             Delivery::GaveUp {
                 last_failure,
@@ -387,6 +424,7 @@ impl<S: SecretSource> App<S> {
                         reason: last_failure,
                         retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
                     }),
+                    call,
                 ))
             }
         }

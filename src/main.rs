@@ -6,6 +6,7 @@ use guance_pagerduty::config::{Config, SecretConfig};
 use guance_pagerduty::delivery::{PagerDutyClient, RetryPolicy};
 use guance_pagerduty::handler::{App, Invocation, QueueMode};
 use guance_pagerduty::invocation::{classify, Answer, Incoming};
+use guance_pagerduty::metrics::{self, Metrics};
 use guance_pagerduty::queue::FifoQueue;
 use guance_pagerduty::secret::{
     AnySecretSource, SecretCache, SecretsManagerSource, StaticSource, WebhookSecrets, WebhookToken,
@@ -13,6 +14,7 @@ use guance_pagerduty::secret::{
 use guance_pagerduty::{logging, secret::RoutingKey};
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A wrong token forces the secret to be read again at most this often.
@@ -86,6 +88,7 @@ async fn main() -> Result<(), Error> {
         dry_run: config.dry_run,
         deadline_margin: config.deadline_margin,
         default_budget: config.default_budget,
+        metrics: Metrics::new(config.metrics_namespace, Arc::new(metrics::Stdout)),
     };
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -7,6 +7,7 @@
 //! each PagerDuty service gets one strictly ordered lane.
 
 use crate::pagerduty::{PagerDutyEvent, MAX_BODY_BYTES};
+use crate::secret::route_path;
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, SendMessageBatchRequestEntry};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -37,10 +38,7 @@ pub struct QueuedEvent {
 impl QueuedEvent {
     /// The FIFO lane: one per route, so one per PagerDuty service.
     pub fn message_group_id(&self) -> String {
-        match &self.route {
-            None => "/".to_owned(),
-            Some(route) => format!("/{route}"),
-        }
+        route_path(self.route.as_deref())
     }
 
     /// Guance sending the same notification again (within SQS's 5 minutes) is queued
@@ -136,6 +134,13 @@ impl fmt::Display for QueueError {
 }
 
 impl std::error::Error for QueueError {}
+
+/// A backoff as SQS's whole-second visibility timeout, rounded up (a jittered 0.7 s
+/// truncated to 0 would retry at once) and within SQS's 12 hours.
+fn visibility_seconds(delay: Duration) -> i32 {
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    seconds.min(43_200) as i32
+}
 
 /// An SQS FIFO queue.
 #[derive(Clone)]
@@ -252,7 +257,7 @@ impl FifoQueue {
                     ChangeMessageVisibilityBatchRequestEntry::builder()
                         .id(i.to_string())
                         .receipt_handle(receipt_handle)
-                        .visibility_timeout(delay.as_secs().min(43_200) as i32)
+                        .visibility_timeout(visibility_seconds(*delay))
                         .build()
                         .map_err(|e| QueueError(format!("cannot build an SQS entry: {e}")))
                 })
@@ -333,6 +338,25 @@ mod tests {
     use super::*;
     use crate::pagerduty::{EventAction, Payload, Severity};
     use serde_json::{json, Map};
+
+    #[test]
+    fn a_backoff_becomes_whole_seconds_rounded_up() {
+        for (delay_ms, seconds) in [
+            (0, 0),
+            (1, 1),
+            (700, 1),
+            (1000, 1),
+            (2500, 3),
+            (300_000, 300),
+            (100_000_000, 43_200),
+        ] {
+            assert_eq!(
+                visibility_seconds(Duration::from_millis(delay_ms)),
+                seconds,
+                "{delay_ms} ms"
+            );
+        }
+    }
 
     fn queued(
         route: Option<&str>,

@@ -86,6 +86,15 @@ pub fn is_valid_route_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A route as the function URL path it is called on, `/` or `/<name>`: the queue's
+/// message group and the metrics' `Route` dimension.
+pub fn route_path(route: Option<&str>) -> String {
+    match route {
+        None => "/".to_owned(),
+        Some(name) => format!("/{name}"),
+    }
+}
+
 impl WebhookSecrets {
     /// Reads a secret value: a bare routing key, or JSON
     /// `{"routing_key": "...", "webhook_token": "...", "routes": {"name": "..."}}`.

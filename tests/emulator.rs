@@ -32,7 +32,28 @@ fn function_env(w: &World) -> Vec<(&'static str, String)> {
         ("AWS_ACCESS_KEY_ID", "testing".into()),
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ("RUST_LOG", "trace".into()),
+        ("METRICS_NAMESPACE", "guance-pagerduty/emulator".into()),
     ]
+}
+
+/// `Events` per outcome in the function's metric lines (stdout, among its logs), each
+/// line checked against the Embedded Metric Format and its namespace against the one
+/// configured.
+fn events_by_outcome(output: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in support::emf::metric_lines(output) {
+        let declared = support::emf::validate(line).unwrap_or_else(|e| panic!("not EMF: {e}"));
+        assert!(declared
+            .iter()
+            .all(|d| d.namespace == "guance-pagerduty/emulator"));
+        let line: Value = serde_json::from_str(line).unwrap();
+        if let Some(n) = line["Events"].as_u64() {
+            *counts
+                .entry(line["Outcome"].as_str().unwrap().to_owned())
+                .or_default() += n;
+        }
+    }
+    counts
 }
 
 /// The event file with the demo token replaced by this test's (files without a token
@@ -125,6 +146,15 @@ async fn every_event_file_answers_what_its_name_says_and_nothing_leaks_at_trace(
         output.contains(r#""level":"TRACE""#) || output.contains(r#""level":"DEBUG""#),
         "the function logged below INFO, so the check below can see a leak: {output}"
     );
+    // The metric lines reach stdout through the runtime loop: the five delivered events
+    // and the received ones (the malformed bodies and the tokenless request never get
+    // that far).
+    let counts = events_by_outcome(&output);
+    assert_eq!(
+        counts,
+        [("delivered".to_owned(), 5), ("received".to_owned(), 5)].into(),
+        "{output}"
+    );
     let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
     assert_no_secret_in(&w, &answers);
     assert_no_secret_in(&w, &[&output]);
@@ -194,9 +224,15 @@ async fn a_malformed_invocation_gets_a_clear_error_and_the_function_keeps_servin
     assert_eq!(status, 202);
     assert_eq!(w.standin.accepted().len(), 1);
 
+    let output = emulator.output();
+    assert_eq!(
+        events_by_outcome(&output),
+        [("delivered".to_owned(), 1), ("received".to_owned(), 1)].into(),
+        "only the alert is an event: {output}"
+    );
     let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
     assert_no_secret_in(&w, &answers);
-    assert_no_secret_in(&w, &[&emulator.output()]);
+    assert_no_secret_in(&w, &[&output]);
     w.finish(&[]);
 }
 
@@ -234,8 +270,19 @@ async fn queue_mode_through_the_runtime_loop_webhook_then_sqs_batch() {
     assert!(accepted[1].resolved_open_alert);
     assert_eq!(source.depth().await, 0);
 
+    let output = emulator.output();
+    assert_eq!(
+        events_by_outcome(&output),
+        [
+            ("delivered".to_owned(), 2),
+            ("queued".to_owned(), 2),
+            ("received".to_owned(), 2)
+        ]
+        .into(),
+        "{output}"
+    );
     let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
     assert_no_secret_in(&w, &answers);
-    assert_no_secret_in(&w, &[&emulator.output()]);
+    assert_no_secret_in(&w, &[&output]);
     w.finish(&[]);
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod emf;
 pub mod emulator;
 pub mod event_source;
 pub mod pagerduty;
@@ -11,6 +12,7 @@ pub mod pagerduty;
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use guance_pagerduty::delivery::{PagerDutyClient, RetryPolicy};
 use guance_pagerduty::handler::{App, Invocation, QueueMode};
+use guance_pagerduty::metrics::{Memory, Metrics};
 use guance_pagerduty::queue::FifoQueue;
 use guance_pagerduty::secret::{SecretCache, SecretsManagerSource};
 use guance_pagerduty::Settings;
@@ -22,10 +24,12 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
+/// The namespace the tests' apps write their metric lines to.
+pub const METRICS_NAMESPACE: &str = "guance-pagerduty/test";
 
 /// A file in the project's Python venv, which `make test` installs.
 fn venv(file: &str) -> PathBuf {
@@ -303,6 +307,8 @@ pub struct AppOptions {
     pub max_body_bytes: usize,
     pub budget: Duration,
     pub deadline_margin: Duration,
+    /// Where the app's metric lines go: read them with `Memory::lines`.
+    pub metrics: Memory,
 }
 
 impl Default for AppOptions {
@@ -317,6 +323,7 @@ impl Default for AppOptions {
             max_body_bytes: 1 << 20,
             budget: Duration::from_secs(10),
             deadline_margin: Duration::from_millis(200),
+            metrics: Memory::default(),
         }
     }
 }
@@ -360,6 +367,7 @@ pub fn app(
         dry_run: options.dry_run,
         deadline_margin: options.deadline_margin,
         default_budget: options.budget,
+        metrics: Metrics::new(METRICS_NAMESPACE, Arc::new(options.metrics)),
     }
 }
 

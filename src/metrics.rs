@@ -1,0 +1,406 @@
+//! CloudWatch metrics in Embedded Metric Format (EMF): JSON lines on stdout that
+//! CloudWatch Logs turns into metrics, with no API call and no agent. An invocation
+//! tallies what became of its events and writes the tally once, as it ends: one line per
+//! route and outcome, so a storm of 1,000 events costs a handful of lines, not 1,000.
+//!
+//! Dimensions stay bounded: `Route` is the route's path ([`crate::secret::route_path`]):
+//! `/` or `/<name>` for a route the secret names
+//! (a request for any other path is refused before anything is counted), and `Outcome`
+//! is one of [`Outcome::ALL`].
+
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// Used when `METRICS_NAMESPACE` is unset.
+pub const DEFAULT_NAMESPACE: &str = "guance-pagerduty";
+
+/// Events, by route and outcome (`Count`).
+pub const EVENTS: &str = "Events";
+/// Time from the first PagerDuty attempt for an event to its answer, retries included.
+pub const PAGERDUTY_LATENCY: &str = "PagerDutyLatency";
+/// PagerDuty requests made for an event within one invocation.
+pub const PAGERDUTY_ATTEMPTS: &str = "PagerDutyAttempts";
+/// Queue mode: time from SQS taking an event to the dispatcher finishing with it.
+pub const QUEUE_WAIT: &str = "QueueWait";
+pub const ROUTE: &str = "Route";
+pub const OUTCOME: &str = "Outcome";
+
+/// EMF takes at most 100 values per metric in one line.
+const MAX_VALUES_PER_LINE: usize = 100;
+
+/// What became of an event. `Received` counts what came in; every other outcome is an
+/// event's end within one invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    /// In the body of an authenticated request to a known route.
+    Received,
+    /// Refused with its whole request (400: an event that cannot be translated). Guance
+    /// does not send it again: the page is lost unless someone fixes the monitor.
+    Rejected,
+    /// On the delivery queue (queue mode's webhook).
+    Queued,
+    /// PagerDuty answered 202.
+    Delivered,
+    /// PagerDuty refused it for good (400); in queue mode it is on the dead-letter queue.
+    Refused,
+    /// Not delivered and not queued: Guance was answered 5xx (PagerDuty or SQS
+    /// unavailable, or an earlier event of the request failed).
+    Failed,
+    /// Queue mode: the attempt failed; the event waits in the queue for the next one.
+    Retrying,
+    /// Deliberately not sent (info events set to drop).
+    Dropped,
+    /// `DRY_RUN`: translated and logged, not sent.
+    DryRun,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Received,
+        Outcome::Rejected,
+        Outcome::Queued,
+        Outcome::Delivered,
+        Outcome::Refused,
+        Outcome::Failed,
+        Outcome::Retrying,
+        Outcome::Dropped,
+        Outcome::DryRun,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Received => "received",
+            Outcome::Rejected => "rejected",
+            Outcome::Queued => "queued",
+            Outcome::Delivered => "delivered",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+            Outcome::Retrying => "retrying",
+            Outcome::Dropped => "dropped",
+            Outcome::DryRun => "dry_run",
+        }
+    }
+}
+
+/// What one PagerDuty delivery cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PagerDutyCall {
+    pub ms: u64,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Samples {
+    events: u64,
+    latency_ms: Vec<u64>,
+    attempts: Vec<u64>,
+    queue_wait_ms: Vec<u64>,
+}
+
+/// One invocation's counts and samples, by route and outcome.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    groups: BTreeMap<(String, Outcome), Samples>,
+}
+
+impl Tally {
+    /// `events` events of `route` ended (or arrived) as `outcome`.
+    pub fn count(&mut self, route: &str, outcome: Outcome, events: u64) {
+        if events > 0 {
+            self.samples(route, outcome).events += events;
+        }
+    }
+
+    /// One event ended as `outcome`, with what PagerDuty took (if it was called) and how
+    /// long it had waited in the queue (if it came from one).
+    pub fn event(
+        &mut self,
+        route: &str,
+        outcome: Outcome,
+        pagerduty: Option<PagerDutyCall>,
+        queue_wait_ms: Option<u64>,
+    ) {
+        let samples = self.samples(route, outcome);
+        samples.events += 1;
+        if let Some(call) = pagerduty {
+            samples.latency_ms.push(call.ms);
+            samples.attempts.push(u64::from(call.attempts));
+        }
+        samples.queue_wait_ms.extend(queue_wait_ms);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    fn samples(&mut self, route: &str, outcome: Outcome) -> &mut Samples {
+        self.groups.entry((route.to_owned(), outcome)).or_default()
+    }
+}
+
+/// Where metric lines go: stdout in Lambda, memory in tests.
+pub trait MetricSink: Send + Sync {
+    fn write_lines(&self, lines: &[String]);
+}
+
+/// Lambda sends the function's stdout to CloudWatch Logs, where EMF lines become metrics.
+pub struct Stdout;
+
+impl MetricSink for Stdout {
+    fn write_lines(&self, lines: &[String]) {
+        // One locked write per line, so no other output lands inside one.
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            let _ = out.write_all(format!("{line}\n").as_bytes());
+        }
+        let _ = out.flush();
+    }
+}
+
+/// Keeps the lines, for tests and local tools.
+#[derive(Default, Clone)]
+pub struct Memory(Arc<Mutex<Vec<String>>>);
+
+impl Memory {
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl MetricSink for Memory {
+    fn write_lines(&self, lines: &[String]) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.extend_from_slice(lines);
+        }
+    }
+}
+
+/// Where metrics go: the namespace and the sink.
+#[derive(Clone)]
+pub struct Metrics {
+    namespace: String,
+    sink: Arc<dyn MetricSink>,
+}
+
+impl Metrics {
+    pub fn new(namespace: impl Into<String>, sink: Arc<dyn MetricSink>) -> Self {
+        Metrics {
+            namespace: namespace.into(),
+            sink,
+        }
+    }
+
+    /// Writes `tally` as EMF lines, stamped now.
+    pub fn publish(&self, tally: &Tally, request_id: &str) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let lines = render(&self.namespace, now_ms, tally, request_id);
+        if !lines.is_empty() {
+            self.sink.write_lines(&lines);
+        }
+    }
+}
+
+/// CloudWatch's rule for a custom namespace: 1 to 255 of letters, digits and `.-_/#: `,
+/// not starting with `AWS/`.
+pub fn is_valid_namespace(namespace: &str) -> bool {
+    (1..=255).contains(&namespace.len())
+        && !namespace.starts_with("AWS/")
+        && namespace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b))
+}
+
+/// The EMF lines for `tally`: per route and outcome, `Events` by (Route, Outcome) and by
+/// Outcome alone; the latency, attempts and queue wait samples by Route and over all
+/// routes. Samples beyond EMF's 100 values per line continue on further lines.
+pub fn render(namespace: &str, timestamp_ms: u64, tally: &Tally, request_id: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for ((route, outcome), samples) in &tally.groups {
+        let longest = samples
+            .latency_ms
+            .len()
+            .max(samples.queue_wait_ms.len())
+            .max(1);
+        for (chunk, start) in (0..longest).step_by(MAX_VALUES_PER_LINE).enumerate() {
+            let part = |values: &[u64]| -> Vec<u64> {
+                values
+                    .iter()
+                    .skip(start)
+                    .take(MAX_VALUES_PER_LINE)
+                    .copied()
+                    .collect()
+            };
+            let mut root = Map::new();
+            let mut directives = Vec::new();
+            if chunk == 0 && samples.events > 0 {
+                root.insert(EVENTS.into(), json!(samples.events));
+                directives.push(json!({
+                    "Namespace": namespace,
+                    "Dimensions": [[ROUTE, OUTCOME], [OUTCOME]],
+                    "Metrics": [{"Name": EVENTS, "Unit": "Count"}],
+                }));
+            }
+            let mut timings = Vec::new();
+            for (name, unit, values) in [
+                (PAGERDUTY_LATENCY, "Milliseconds", &samples.latency_ms),
+                (PAGERDUTY_ATTEMPTS, "Count", &samples.attempts),
+                (QUEUE_WAIT, "Milliseconds", &samples.queue_wait_ms),
+            ] {
+                let values = part(values);
+                if !values.is_empty() {
+                    root.insert(name.into(), json!(values));
+                    timings.push(json!({"Name": name, "Unit": unit}));
+                }
+            }
+            if !timings.is_empty() {
+                directives.push(json!({
+                    "Namespace": namespace,
+                    "Dimensions": [[ROUTE], []],
+                    "Metrics": timings,
+                }));
+            }
+            if directives.is_empty() {
+                continue;
+            }
+            root.insert(ROUTE.into(), json!(route));
+            root.insert(OUTCOME.into(), json!(outcome.as_str()));
+            root.insert("request_id".into(), json!(request_id));
+            root.insert(
+                "_aws".into(),
+                json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": directives}),
+            );
+            lines.push(Value::Object(root).to_string());
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(lines: &[String]) -> Vec<Value> {
+        lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn one_line_per_route_and_outcome_with_counts_and_samples() {
+        let mut tally = Tally::default();
+        tally.count("/", Outcome::Received, 3);
+        let call = |ms| Some(PagerDutyCall { ms, attempts: 1 });
+        tally.event("/", Outcome::Delivered, call(40), None);
+        tally.event("/", Outcome::Delivered, call(60), None);
+        tally.event("/", Outcome::Dropped, None, None);
+        tally.event("/pay", Outcome::Retrying, call(5000), None);
+        let lines = parsed(&render("ns", 1_700_000_000_000, &tally, "r-1"));
+        let summary: Vec<(String, String, Value)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["Route"].as_str().unwrap().to_owned(),
+                    l["Outcome"].as_str().unwrap().to_owned(),
+                    l["Events"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("/".into(), "received".into(), json!(3)),
+                ("/".into(), "delivered".into(), json!(2)),
+                ("/".into(), "dropped".into(), json!(1)),
+                ("/pay".into(), "retrying".into(), json!(1)),
+            ]
+        );
+        let delivered = &lines[1];
+        assert_eq!(delivered["PagerDutyLatency"], json!([40, 60]));
+        assert_eq!(delivered["PagerDutyAttempts"], json!([1, 1]));
+        assert_eq!(delivered["request_id"], "r-1");
+        assert_eq!(delivered["_aws"]["Timestamp"], 1_700_000_000_000u64);
+        let directives = delivered["_aws"]["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 2);
+        assert_eq!(directives[1]["Dimensions"], json!([["Route"], []]));
+        // No samples, no timing directive: a metric is only declared with its value.
+        let dropped = &lines[2];
+        assert_eq!(
+            dropped["_aws"]["CloudWatchMetrics"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(dropped.get("PagerDutyLatency").is_none());
+    }
+
+    #[test]
+    fn samples_beyond_one_hundred_continue_on_further_lines() {
+        let mut tally = Tally::default();
+        for ms in 0..250 {
+            tally.event(
+                "/",
+                Outcome::Delivered,
+                Some(PagerDutyCall { ms, attempts: 1 }),
+                Some(ms * 2),
+            );
+        }
+        let lines = parsed(&render("ns", 1, &tally, "r"));
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["Events"], 250);
+        assert!(lines[1].get("Events").is_none(), "counted once");
+        let latencies: Vec<u64> = lines
+            .iter()
+            .flat_map(|l| l["PagerDutyLatency"].as_array().unwrap().clone())
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(latencies, (0..250).collect::<Vec<_>>());
+        for line in &lines {
+            for name in [PAGERDUTY_LATENCY, PAGERDUTY_ATTEMPTS, QUEUE_WAIT] {
+                assert!(line[name].as_array().unwrap().len() <= 100);
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_tallied_writes_nothing() {
+        assert!(render("ns", 1, &Tally::default(), "r").is_empty());
+        let mut tally = Tally::default();
+        tally.count("/", Outcome::Received, 0);
+        assert!(tally.is_empty());
+        tally.count("/", Outcome::Received, 1);
+        let memory = Memory::default();
+        let metrics = Metrics::new("ns", Arc::new(memory.clone()));
+        metrics.publish(&Tally::default(), "r");
+        assert!(memory.lines().is_empty());
+        metrics.publish(&tally, "r");
+        assert_eq!(memory.lines().len(), 1);
+    }
+
+    #[test]
+    fn namespaces() {
+        for ok in [
+            "guance-pagerduty",
+            "guance-pagerduty/prod",
+            "a",
+            "Team #1: alerts",
+        ] {
+            assert!(is_valid_namespace(ok), "{ok}");
+        }
+        for bad in ["", "AWS/Lambda", "caf\u{e9}", "a\"b", &"x".repeat(256)] {
+            assert!(!is_valid_namespace(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn outcome_names_are_distinct() {
+        let names: std::collections::BTreeSet<_> =
+            Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(names.len(), Outcome::ALL.len());
+    }
+}

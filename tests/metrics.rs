@@ -1,0 +1,305 @@
+//! The metric lines: every outcome an event can have is counted, each line follows the
+//! Embedded Metric Format specification, the counts match what PagerDuty and the queue
+//! saw, and no secret is in them. Driven through the real handler and dispatcher against
+//! moto and the PagerDuty stand-in.
+//!
+//! With `METRICS_CATALOG=<file>`, writes what the code emits (namespace variable, metric
+//! names, units, dimension sets, outcomes) for `tests/check_template.py`, which checks
+//! that every alarm and dashboard widget refers to a metric the code really emits.
+
+mod support;
+
+use guance_pagerduty::metrics::{Memory, Outcome};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use support::emf::{validate, Declared};
+use support::event_source::EventSource;
+use support::pagerduty::Fault;
+use support::*;
+
+type Totals = BTreeMap<(String, String), u64>;
+
+/// `Events` per (Route, Outcome), summed over the lines; every line checked against EMF.
+fn totals(lines: &[String]) -> Totals {
+    let mut totals = Totals::new();
+    for line in lines {
+        validate(line).unwrap_or_else(|e| panic!("not EMF: {e}"));
+        let line: Value = serde_json::from_str(line).unwrap();
+        if let Some(events) = line["Events"].as_u64() {
+            let key = (
+                line["Route"].as_str().unwrap().to_owned(),
+                line["Outcome"].as_str().unwrap().to_owned(),
+            );
+            *totals.entry(key).or_default() += events;
+        }
+    }
+    totals
+}
+
+fn expect(rows: &[(&str, &str, u64)]) -> Totals {
+    rows.iter()
+        .map(|(route, outcome, n)| ((route.to_string(), outcome.to_string()), *n))
+        .collect()
+}
+
+/// The samples of `metric` over the lines, for lines of this outcome.
+fn samples(lines: &[String], outcome: &str, metric: &str) -> Vec<u64> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["Outcome"] == outcome)
+        .flat_map(|l| l[metric].as_array().cloned().unwrap_or_default())
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+fn alert(n: usize) -> Value {
+    json!({"df_status": "critical", "df_title": format!("alert {n}"),
+           "df_event_id": format!("event-{n}"), "df_monitor_checker_event_ref": format!("alert-{n}")})
+}
+
+fn recovery(n: usize) -> Value {
+    json!({"df_status": "ok", "df_title": format!("alert {n}"),
+           "df_event_id": format!("event-{n}-ok"), "df_monitor_checker_event_ref": format!("alert-{n}")})
+}
+
+fn post(w: &World, route: Option<&str>, events: &[Value]) -> Value {
+    let event = with_body(
+        w.event("alert.json"),
+        &Value::from(events.to_vec()).to_string(),
+    );
+    match route {
+        Some(route) => with_path(event, &format!("/{route}")),
+        None => event,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
+    let payments_key = secret_value(32);
+    let key = payments_key.clone();
+    let w = world_with_secret(move |routing_key, token| {
+        json!({"routing_key": routing_key, "webhook_token": token, "routes": {"payments": key}})
+            .to_string()
+    })
+    .await;
+    let mut all_lines = Vec::new();
+
+    // Direct delivery: delivered, refused, failed (and the event after it), rejected.
+    let direct = Memory::default();
+    let app = w.app(AppOptions {
+        metrics: direct.clone(),
+        ..AppOptions::default()
+    });
+    assert_eq!(
+        call(&app, &post(&w, None, &[alert(1), recovery(1)]))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        call(&app, &post(&w, Some("payments"), &[alert(2)]))
+            .await
+            .status,
+        202
+    );
+    w.standin.script([Fault::Status(400)]);
+    assert_eq!(
+        call(&app, &post(&w, None, &[alert(3)])).await.status / 100,
+        4
+    );
+    w.standin.script(vec![Fault::Status(503); 8]);
+    assert_eq!(
+        call(&app, &post(&w, None, &[alert(4), recovery(4)]))
+            .await
+            .status,
+        503
+    );
+    let unresolvable = json!({"df_status": "ok", "df_title": "no id"});
+    assert_eq!(
+        call(&app, &post(&w, None, &[alert(5), unresolvable]))
+            .await
+            .status,
+        400
+    );
+    // Refused before any event is read: not counted, and no route from the request.
+    assert_eq!(
+        call(&app, &post(&w, Some("nope"), &[alert(6)]))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        call(
+            &app,
+            &with_token(post(&w, None, &[alert(7)]), Some("wrong"))
+        )
+        .await
+        .status,
+        401
+    );
+    let lines = direct.lines();
+    assert_eq!(
+        totals(&lines),
+        expect(&[
+            ("/", "received", 2 + 1 + 2 + 2),
+            ("/", "delivered", 2),
+            ("/", "refused", 1),
+            ("/", "failed", 2),
+            ("/", "rejected", 2),
+            ("/payments", "received", 1),
+            ("/payments", "delivered", 1),
+        ])
+    );
+    let latency = samples(&lines, "delivered", "PagerDutyLatency");
+    assert_eq!(latency.len(), 3, "one latency sample per delivered event");
+    assert_eq!(
+        samples(&lines, "failed", "PagerDutyAttempts"),
+        [8],
+        "all 8 attempts"
+    );
+    assert_eq!(
+        samples(&lines, "refused", "PagerDutyAttempts"),
+        [1],
+        "a 400 is not retried"
+    );
+    all_lines.extend(lines);
+
+    // Dropped (info events set to drop) and DRY_RUN.
+    let settings = guance_pagerduty::Settings {
+        info_events: guance_pagerduty::InfoEvents::Drop,
+        ..Default::default()
+    };
+    let quiet = Memory::default();
+    let app = w.app(AppOptions {
+        settings,
+        metrics: quiet.clone(),
+        ..AppOptions::default()
+    });
+    let info = json!({"df_status": "info", "df_title": "fyi", "df_monitor_checker_event_ref": "i"});
+    assert_eq!(call(&app, &post(&w, None, &[info])).await.status, 202);
+    let app = w.app(AppOptions {
+        dry_run: true,
+        metrics: quiet.clone(),
+        ..AppOptions::default()
+    });
+    assert_eq!(call(&app, &post(&w, None, &[alert(8)])).await.status, 202);
+    let lines = quiet.lines();
+    assert_eq!(
+        totals(&lines),
+        expect(&[
+            ("/", "received", 2),
+            ("/", "dropped", 1),
+            ("/", "dry_run", 1)
+        ])
+    );
+    all_lines.extend(lines);
+
+    // Queue mode: queued by the webhook; delivered, retrying and refused by the dispatcher;
+    // failed when SQS cannot be reached.
+    let queues = w.moto.create_queues(30, 1000).await;
+    let queued = Memory::default();
+    let app = w.app(AppOptions {
+        queue: Some(QueueOptions::new(&queues)),
+        metrics: queued.clone(),
+        ..AppOptions::default()
+    });
+    let a = call(
+        &app,
+        &post(&w, Some("payments"), &[alert(10), recovery(10), alert(11)]),
+    )
+    .await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    // First attempt round: 503 twice (the dispatcher's 2 attempts), the record waits;
+    // then the trigger and its resolve go through, and alert 11 is refused (400).
+    w.standin.script([
+        Fault::Status(503),
+        Fault::Status(503),
+        Fault::Pass,
+        Fault::Pass,
+        Fault::Status(400),
+    ]);
+    let source = EventSource::new(w.moto.sqs(), &queues.url).await;
+    drain(&app, &source, Duration::from_secs(60)).await;
+    let lines = queued.lines();
+    assert_eq!(
+        totals(&lines),
+        expect(&[
+            ("/payments", "received", 3),
+            ("/payments", "queued", 3),
+            ("/payments", "retrying", 1),
+            ("/payments", "delivered", 2),
+            ("/payments", "refused", 1),
+        ])
+    );
+    let waits = samples(&lines, "delivered", "QueueWait");
+    assert_eq!(
+        waits.len(),
+        2,
+        "the time in the queue of each delivered event"
+    );
+    assert!(
+        waits.iter().all(|&ms| ms >= 1000),
+        "the retried lane waited its backoff (1 s jittered, in whole seconds): {waits:?}"
+    );
+    all_lines.extend(lines);
+
+    let unreachable = Memory::default();
+    let app = w.app(AppOptions {
+        queue: Some(QueueOptions {
+            sqs_endpoint: Some(format!(
+                "http://127.0.0.1:{}",
+                support::emulator::free_port()
+            )),
+            ..QueueOptions::new(&queues)
+        }),
+        metrics: unreachable.clone(),
+        ..AppOptions::default()
+    });
+    assert_eq!(call(&app, &post(&w, None, &[alert(12)])).await.status, 503);
+    let lines = unreachable.lines();
+    assert_eq!(
+        totals(&lines),
+        expect(&[("/", "received", 1), ("/", "failed", 1)])
+    );
+    all_lines.extend(lines);
+
+    // What the code emits, over every scenario: each outcome, and nothing else.
+    let declared: BTreeSet<Declared> = all_lines
+        .iter()
+        .flat_map(|l| validate(l).unwrap())
+        .collect();
+    let outcomes: BTreeSet<String> = declared
+        .iter()
+        .filter(|d| d.dimensions.contains(&"Outcome".to_owned()))
+        .map(|d| d.values[d.dimensions.iter().position(|k| k == "Outcome").unwrap()].clone())
+        .collect();
+    let every: BTreeSet<String> = Outcome::ALL.iter().map(|o| o.as_str().to_owned()).collect();
+    assert_eq!(outcomes, every, "every outcome was seen, and no other");
+    assert!(declared.iter().all(|d| d.namespace == METRICS_NAMESPACE));
+    let shapes: BTreeSet<(String, String, Vec<String>)> = declared
+        .iter()
+        .map(|d| (d.metric.clone(), d.unit.clone(), d.dimensions.clone()))
+        .collect();
+    let texts: Vec<&str> = all_lines.iter().map(String::as_str).collect();
+    assert_no_secret_leaked(&texts);
+    assert!(
+        all_lines.iter().all(|l| !l.contains(&payments_key)),
+        "a route's key is in a metric line"
+    );
+    w.finish(&[]);
+
+    if let Ok(path) = std::env::var("METRICS_CATALOG") {
+        let metrics: Vec<Value> = shapes
+            .iter()
+            .map(|(metric, unit, dimensions)| json!({"metric": metric, "unit": unit, "dimensions": dimensions}))
+            .collect();
+        let catalog = json!({
+            "namespace_variable": "METRICS_NAMESPACE",
+            "metrics": metrics,
+            "outcomes": every,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&catalog).unwrap()).unwrap();
+    }
+}
