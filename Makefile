@@ -33,12 +33,14 @@ test: tools
 	$(MAKE) --no-print-directory template-check
 	$(MAKE) --no-print-directory deploy-check
 
-## template-check: sam validate --lint, cfn-lint, sam build (arm64) and the offline-transformed template's checks
+## template-check: sam validate --lint, cfn-lint, sam build (arm64) and the offline-transformed template's checks, alarms and dashboard against the metrics the code emits
 template-check: tools targets
 	sam validate --lint
 	cfn-lint template.yaml
 	sam build
-	$(VENV)/bin/python tests/check_template.py .aws-sam/build/WebhookFunction-Shared/bootstrap
+	METRICS_CATALOG=$(CURDIR)/target/metrics-catalog.json $(CARGO) test --locked --quiet --test metrics
+	METRICS_CATALOG=$(CURDIR)/target/metrics-catalog.json \
+	  $(VENV)/bin/python tests/check_template.py .aws-sam/build/WebhookFunction-Shared/bootstrap
 
 ## deploy-check: the README's cargo lambda deploy commands against moto (IAM, Lambda, Secrets Manager), and what they made
 deploy-check: tools targets

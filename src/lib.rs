@@ -1,25 +1,24 @@
 //! guance-pagerduty: Guance alert webhooks in, PagerDuty Events API v2 events out.
 //!
-//! The pure core ([`guance`], [`pagerduty`], [`translate`]) does no I/O. Two entry
-//! points, [`handler`] (the function URL) and [`dispatcher`] (the queue's batches), use
-//! one adapter per job: [`secret`] (the routing key and token, cached), [`delivery`]
+//! The pure core, [`domain`] ([`guance`], [`pagerduty`], [`mod@translate`]), does no I/O.
+//! Two entry points, in [`entry`]: [`handler`] (the function URL) and [`dispatcher`] (the
+//! queue's batches); [`invocation`] tells them apart. They use one adapter per outside
+//! party, in [`adapters`]: [`secret`] (the routing key and token, cached), [`delivery`]
 //! (sending to PagerDuty with retries), [`queue`] (the SQS FIFO queue) and [`metrics`]
-//! (CloudWatch metric lines). [`invocation`] tells the kinds of invocation apart;
-//! [`error`] maps every failure to its HTTP answer and [`config`] reads the environment.
+//! (CloudWatch metric lines). [`error`] maps every failure to its HTTP answer, [`config`]
+//! reads the environment and [`logging`] writes JSON logs.
 
+pub mod adapters;
 pub mod config;
-pub mod delivery;
-pub mod dispatcher;
+pub mod domain;
+pub mod entry;
 pub mod error;
-pub mod guance;
-pub mod handler;
-pub mod invocation;
 pub mod logging;
-pub mod metrics;
-pub mod pagerduty;
-pub mod queue;
-pub mod secret;
-pub mod translate;
+
+// Each module is also reachable by its own name, as `guance_pagerduty::handler`.
+pub use adapters::{delivery, metrics, queue, secret};
+pub use domain::{guance, pagerduty, translate};
+pub use entry::{dispatcher, handler, invocation};
 
 pub use guance::{parse_body, BodyError, GuanceEvent};
 pub use pagerduty::{EventAction, PagerDutyEvent, Severity};

@@ -2,7 +2,9 @@
 aws-sam-translator (what CloudFormation would receive), and the bootstrap `sam build` made.
 
 Usage: python tests/check_template.py [path/to/built/bootstrap]
-Prints one line per check and closes with 'N passed, N failed'.
+With METRICS_CATALOG=<file> (written by `cargo test --test metrics`: what the code really
+emits), every alarm and dashboard widget on the function's own metrics is checked against
+it. Prints one line per check and closes with 'N passed, N failed'.
 """
 
 import json
@@ -43,6 +45,61 @@ def mentions(value, logical_id):
     return re.search(r'"(Ref|Fn::GetAtt)": \[?"%s[".]' % re.escape(logical_id), text) or (
         "${%s" % logical_id in text
     )
+
+
+PSEUDO = {"AWS::Region": "us-east-1", "AWS::StackName": "stack", "AWS::Partition": "aws",
+          "AWS::AccountId": "123456789012", "AWS::URLSuffix": "amazonaws.com"}
+
+
+def resolve(value, conditions):
+    """A CloudWatch-intrinsic value as text, as CloudFormation would make it: pseudo
+    parameters filled in, resources as <LogicalId> or <LogicalId.Attribute>."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return [resolve(v, conditions) for v in value]
+    if isinstance(value, dict) and len(value) == 1:
+        (fn, arg), = value.items()
+        if fn == "Fn::Join":
+            return arg[0].join(resolve(v, conditions) for v in arg[1])
+        if fn == "Fn::If":
+            return resolve(arg[1] if conditions[arg[0]] else arg[2], conditions)
+        if fn == "Fn::Sub":
+            text, names = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+            return re.sub(r"\$\{([^}!]+)\}",
+                          lambda m: resolve(names[m[1]], conditions) if m[1] in names
+                          else PSEUDO.get(m[1], f"<{m[1]}>"), text)
+        if fn == "Ref":
+            return PSEUDO.get(arg, f"<{arg}>")
+        if fn == "Fn::GetAtt":
+            return "<%s>" % (".".join(arg) if isinstance(arg, list) else arg)
+    if isinstance(value, dict):
+        return {k: resolve(v, conditions) for k, v in value.items()}
+    return value
+
+
+def dashboard_references(body):
+    """Every metric a dashboard body graphs: (namespace, metric, {dimension: value},
+    stat), and for SEARCH expressions (namespace, metric, {dimension: None}, stat)."""
+    refs = []
+    for widget in body.get("widgets", []):
+        props = widget.get("properties", {})
+        for row in props.get("metrics", []):
+            options = row[-1] if row and isinstance(row[-1], dict) else {}
+            if "expression" in options and len(row) == 1:
+                m = re.search(r"SEARCH\('\{\"?([^\",]+)\"?,([^}]*)\}\s+MetricName=\"([^\"]+)\"', '(\w+)'",
+                              options["expression"])
+                if m:
+                    dims = {d.strip(): None for d in m[2].split(",") if d.strip()}
+                    refs.append((widget.get("properties", {}).get("title"), m[1], m[3], dims, m[4]))
+                else:
+                    refs.append((props.get("title"), None, options["expression"], {}, None))
+                continue
+            names = [c for c in row if isinstance(c, str)]
+            namespace, metric, rest = names[0], names[1], names[2:]
+            dims = dict(zip(rest[0::2], rest[1::2]))
+            refs.append((props.get("title"), namespace, metric, dims, options.get("stat", props.get("stat"))))
+    return refs
 
 
 def main():
@@ -206,7 +263,8 @@ def main():
     for metric in ("Errors", "Throttles"):
         check(f"an alarm on the webhook's {metric}", alarm_on("AWS/Lambda", metric, fn_id))
     check("an alarm on the dispatcher's errors", alarm_on("AWS/Lambda", "Errors", "DispatcherFunction"))
-    check("an alarm on undelivered events", any(a.get("Namespace") == "guance-pagerduty" for a in alarms))
+    check("no log metric filter: the alarms use the function's own metrics",
+          not resources_of(cfn, "AWS::Logs::MetricFilter"))
     age = alarm_on("AWS/SQS", "ApproximateAgeOfOldestMessage", "DeliveryQueue")
     check("an alarm when the oldest queued page is older than 5 minutes",
           len(age) == 1 and age[0]["Threshold"] == 300 and age[0]["ComparisonOperator"] == "GreaterThanThreshold")
@@ -214,8 +272,11 @@ def main():
     check("an alarm when the dead-letter queue is not empty",
           len(dead) == 1 and dead[0]["Threshold"] == 1 and dead[0]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold")
 
+    check_metrics(cfn, functions, alarms)
+
     outputs = cfn.get("Outputs", {})
-    for name in ("FunctionUrl", "SecretArn", "WebhookUrlCommand", "DeliveryQueueUrl", "DeadLetterQueueUrl"):
+    for name in ("FunctionUrl", "SecretArn", "WebhookUrlCommand", "DeliveryQueueUrl", "DeadLetterQueueUrl",
+                 "DashboardUrl"):
         check(f"output {name}", name in outputs)
     check("WebhookUrlCommand prints the URL with its token",
           "?token=" in json.dumps(outputs.get("WebhookUrlCommand")) and "webhook_token" in json.dumps(outputs.get("WebhookUrlCommand")))
@@ -234,9 +295,133 @@ def main():
         check("one build serves both functions", len(code) == 2 and len(set(code.values())) == 1
               and list(code.values())[0] == path.parent.name, str(code))
 
+    check("DashboardUrl opens the stack's dashboard",
+          "#dashboards:name=" in json.dumps(outputs.get("DashboardUrl")) and mentions(outputs.get("DashboardUrl"), "Dashboard"))
+
     passed, failed = results.count(True), results.count(False)
     print(f"template: {passed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+def check_metrics(cfn, functions, alarms):
+    """The metrics the code emits, the alarms and the dashboard built on them."""
+    envs = {fid: f["Properties"]["Environment"]["Variables"] for fid, f in functions.items()}
+    namespaces = {json.dumps(env.get("METRICS_NAMESPACE"), sort_keys=True) for env in envs.values()}
+    check("both functions write metrics to one namespace, per stack",
+          len(namespaces) == 1 and "AWS::StackName" in next(iter(namespaces)), str(namespaces))
+    namespace_value = next(iter(envs.values())).get("METRICS_NAMESPACE")
+    namespace = resolve(namespace_value, {"IsQueueMode": True})
+    for fid, f in functions.items():
+        logging = f["Properties"].get("LoggingConfig", {})
+        # Metric lines carry no level: Lambda counts them INFO, and must not filter them.
+        check(f"{fid}: Lambda's log filter lets metric lines through",
+              logging.get("ApplicationLogLevel", "INFO") in ("TRACE", "DEBUG", "INFO"), str(logging))
+        check(f"{fid}: the log level is the function's own (RUST_LOG)", "RUST_LOG" in envs[fid])
+
+    catalog_path = os.environ.get("METRICS_CATALOG")
+    check("METRICS_CATALOG names what the code emits (cargo test --test metrics)",
+          catalog_path and Path(catalog_path).exists(), str(catalog_path))
+    if not (catalog_path and Path(catalog_path).exists()):
+        return
+    catalog = json.loads(Path(catalog_path).read_text())
+    check("the catalog is of METRICS_NAMESPACE", catalog.get("namespace_variable") == "METRICS_NAMESPACE")
+    emitted = {(m["metric"], frozenset(m["dimensions"])): m["unit"] for m in catalog["metrics"]}
+    outcomes = set(catalog["outcomes"])
+
+    def emits(metric, dims):
+        """Does the code emit `metric` under exactly this dimension set, with these values?"""
+        if (metric, frozenset(dims)) not in emitted:
+            return False
+        value = dims.get("Outcome")
+        return value is None or value in outcomes
+
+    def own_metrics_of(alarm):
+        stats = []
+        if alarm.get("MetricName"):
+            stats.append((alarm.get("Namespace"), alarm["MetricName"],
+                          {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}))
+        for q in alarm.get("Metrics", []):
+            if "MetricStat" in q:
+                m = q["MetricStat"]["Metric"]
+                stats.append((m.get("Namespace"), m["MetricName"],
+                              {d["Name"]: d["Value"] for d in m.get("Dimensions", [])}))
+        return [(resolve(ns, {"IsQueueMode": True}), metric, dims) for ns, metric, dims in stats]
+
+    own = []
+    for alarm in alarms:
+        for ns, metric, dims in own_metrics_of(alarm):
+            if ns == namespace:
+                own.append((alarm, metric, dims))
+                check(f"alarm on {metric} {dims}: the code emits that metric with those dimensions",
+                      emits(metric, dims), json.dumps(sorted(emitted, key=str), default=list))
+            else:
+                check(f"alarm on {ns}/{metric}: an AWS namespace or the function's own",
+                      ns.startswith("AWS/"), ns)
+    undelivered = [a for a, metric, dims in own if metric == "Events"]
+    counted = {dims.get("Outcome") for a, metric, dims in own if metric == "Events"}
+    check("an alarm on undelivered pages: refused, failed and rejected events",
+          len({id(a) for a in undelivered}) == 1 and {"refused", "failed", "rejected"} <= counted, str(counted))
+    late = [a for a, metric, dims in own if metric == "QueueWait"]
+    check("an alarm on pages waiting too long (QueueWait over 5 minutes)",
+          len(late) == 1 and late[0]["Threshold"] == 300000 and late[0]["Statistic"] == "Maximum")
+    lambda_alarms = {(a.get("MetricName"), resolve(d.get("Value"), {"IsQueueMode": True}))
+                     for a in alarms if a.get("Namespace") == "AWS/Lambda" for d in a.get("Dimensions", [])}
+    for fid in functions:
+        for metric in ("Errors", "Throttles"):
+            check(f"an alarm on {fid}'s {metric}", (metric, f"<{fid}>") in lambda_alarms, str(lambda_alarms))
+
+    dashboards = resources_of(cfn, "AWS::CloudWatch::Dashboard")
+    check("one dashboard", len(dashboards) == 1, str(list(dashboards)))
+    if len(dashboards) != 1:
+        return
+    body_value = next(iter(dashboards.values()))["Properties"]["DashboardBody"]
+    for queue_mode in (True, False):
+        mode = "queue mode" if queue_mode else "direct mode"
+        try:
+            body = json.loads(resolve(body_value, {"IsQueueMode": queue_mode}))
+        except ValueError as e:
+            check(f"dashboard ({mode}): its body is JSON", False, str(e))
+            continue
+        check(f"dashboard ({mode}): its body is JSON", True)
+        refs = dashboard_references(body)
+        for title, ns, metric, dims, stat in refs:
+            if ns == namespace:
+                check(f"dashboard ({mode}) '{title}': the code emits {metric} by {sorted(dims)}",
+                      emits(metric, {k: v for k, v in dims.items()}), str(dims))
+            else:
+                check(f"dashboard ({mode}) '{title}': {ns}/{metric} is an AWS metric", ns is not None
+                      and ns.startswith("AWS/"), str(ns))
+                existing = {"WebhookFunction"} | ({"DispatcherFunction", "DeliveryQueue.QueueName",
+                                                    "DeadLetterQueue.QueueName"} if queue_mode else set())
+                for value in dims.values():
+                    check(f"dashboard ({mode}) '{title}': {ns}/{metric} of a resource in this mode",
+                          value.strip("<>") in existing, value)
+
+        def graphs(ns, metric, dims=None, stat=None):
+            return any(r[1] == ns and r[2] == metric and (dims is None or r[3] == dims)
+                       and (stat is None or r[4] == stat) for r in refs)
+        check(f"dashboard ({mode}): events by outcome per route",
+              graphs(namespace, "Events", {"Outcome": None, "Route": None}))
+        for stat in ("p50", "p99"):
+            check(f"dashboard ({mode}): PagerDuty latency {stat}", graphs(namespace, "PagerDutyLatency", {}, stat))
+        functions_here = ["WebhookFunction"] + (["DispatcherFunction"] if queue_mode else [])
+        for fid in functions_here:
+            for metric in ("Errors", "Throttles", "Duration"):
+                check(f"dashboard ({mode}): {fid} {metric}",
+                      graphs("AWS/Lambda", metric, {"FunctionName": f"<{fid}>"}))
+        if queue_mode:
+            check("dashboard: queue age", graphs("AWS/SQS", "ApproximateAgeOfOldestMessage",
+                                                 {"QueueName": "<DeliveryQueue.QueueName>"}))
+            check("dashboard: dead-letter depth", graphs("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                                                         {"QueueName": "<DeadLetterQueue.QueueName>"}))
+            check("dashboard: time in the queue", graphs(namespace, "QueueWait", {}))
+        widgets = body["widgets"]
+        overlaps = [(a["properties"].get("title"), b["properties"].get("title"))
+                    for i, a in enumerate(widgets) for b in widgets[i + 1:]
+                    if a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+                    and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]]
+        check(f"dashboard ({mode}): widgets within 24 columns, none overlapping",
+              not overlaps and all(w["x"] + w["width"] <= 24 for w in widgets), str(overlaps))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,16 @@
 //! and collects its answers; a counting Secrets Manager stand-in and the PagerDuty
 //! stand-in sit behind it.
 //!
+//! Then the same over TLS with a simulated network round trip (`network.rs`), beside the
+//! guide's approach over the same path.
+//!
 //! Usage: bench-e2e --bootstrap PATH [--arm64 PATH] [--invocations N] [--out FILE]
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../../tests/support/mod.rs"]
 #[allow(unused_imports)]
 mod support;
+
+mod network;
 
 use support::{event_source, pagerduty};
 
@@ -179,6 +184,29 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// A JSON array of seconds as durations.
+fn seconds(values: &Value) -> Vec<Duration> {
+    values
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(Value::as_f64)
+                .map(Duration::from_secs_f64)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The address of an `http://host:port/...` URL on loopback.
+fn socket_of(url: &str) -> std::net::SocketAddr {
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    authority.parse().expect("a loopback address")
+}
+
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -225,6 +253,97 @@ fn command_output(program: &str, args: &[&str]) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
+}
+
+/// Starts the bootstrap against a Runtime API port, with extra environment.
+type Spawn<'a> = dyn Fn(u16, &[(&str, &str)]) -> std::process::Child + 'a;
+
+/// Queue mode as deployed: a webhook process answers once SQS (moto) took the event, a
+/// dispatcher process (the same binary) is fed by a local event source mapping (long
+/// poll, invoke, delete) and delivers it. One event at a time, so each figure is one
+/// event's latency through an empty queue, not a throughput. Returns, per measured event,
+/// the webhook's answer time and the time from the webhook call to PagerDuty receiving it.
+async fn queue_run(
+    spawn_with: &Spawn<'_>,
+    extra_env: &[(&str, &str)],
+    moto: &support::Moto,
+    standin: &pagerduty::StandIn,
+    (alert, recovery): (&Value, &Value),
+    warmup: usize,
+    measured: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let queues = moto.create_queues(30, 1000).await;
+    let mut queue_env = vec![
+        ("DELIVERY_QUEUE_URL", queues.url.as_str()),
+        ("DEAD_LETTER_QUEUE_URL", queues.dlq.as_str()),
+        ("AWS_ENDPOINT_URL_SQS", moto.endpoint.as_str()),
+    ];
+    queue_env.extend_from_slice(extra_env);
+    let webhook_api = runtime_api().await;
+    let mut webhook = spawn_with(webhook_api.port, &queue_env);
+    let dispatcher_api = Arc::new(runtime_api().await);
+    let mut dispatcher = spawn_with(dispatcher_api.port, &queue_env);
+    let source =
+        event_source::EventSource::new(event_source::local_client(&moto.endpoint), &queues.url)
+            .await;
+    let mapping = tokio::spawn({
+        let api = Arc::clone(&dispatcher_api);
+        async move {
+            loop {
+                let messages = source.receive(20).await;
+                if !messages.is_empty() {
+                    let response = api.invoke(source.sqs_event(&messages)).await;
+                    source.settle(&messages, Some(&response)).await;
+                }
+            }
+        }
+    });
+    let unique = |template: &Value, n: usize| {
+        let mut event = template.clone();
+        let mut body: Value = serde_json::from_str(template["body"].as_str().unwrap()).unwrap();
+        body["df_event_id"] = json!(format!("bench-queue-{n}"));
+        body["df_monitor_checker_event_ref"] = json!(format!("bench-queue-{}", n / 2));
+        event["body"] = json!(body.to_string());
+        event
+    };
+    let (mut queue_accept, mut queue_to_pagerduty) = (Vec::new(), Vec::new());
+    let taken_before = standin.accepted().len();
+    for n in 0..warmup + measured {
+        let event = unique(if n % 2 == 0 { alert } else { recovery }, n);
+        let t0 = Instant::now();
+        let answer = webhook_api.invoke(event).await;
+        let accepted = t0.elapsed();
+        assert_eq!(answer["statusCode"], 202, "queue mode, event {n}: {answer}");
+        assert!(
+            answer["body"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("\"queued\""),
+            "queue mode answers queued: {answer}"
+        );
+        let arrived = loop {
+            if let Some(at) = standin.accepted_at(taken_before + n) {
+                break at;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "queue mode: event {n} did not reach PagerDuty"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        if n >= warmup {
+            queue_accept.push(accepted);
+            queue_to_pagerduty.push(arrived - t0);
+        }
+    }
+    mapping.abort();
+    for child in [&mut webhook, &mut dispatcher] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    queue_accept.sort();
+    queue_to_pagerduty.sort();
+    (queue_accept, queue_to_pagerduty)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -373,41 +492,45 @@ async fn main() {
     std::fs::write(&recovery_body, recovery["body"].as_str().unwrap()).unwrap();
     let python = format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR"));
     let script = format!("{}/tools/guide_baseline.py", env!("CARGO_MANIFEST_DIR"));
-    let run_guide = |files: Vec<String>, count: usize| {
-        let url = guide_standin.events_url();
-        let (python, script) = (python.clone(), script.clone());
-        async move {
-            let exec = Instant::now();
-            let output = tokio::task::spawn_blocking(move || {
-                let mut args = vec![script, url, ROUTING_KEY.to_owned(), count.to_string()];
-                args.extend(files);
-                Command::new(python)
-                    .args(args)
-                    .output()
-                    .expect("run the guide's approach")
-            })
-            .await
-            .unwrap();
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let result: Value =
-                serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("guide results");
-            (exec, result)
-        }
-    };
-    let (_, guide) = run_guide(vec![alert_body.display().to_string()], invocations).await;
+    let run_guide =
+        |url: String, env: Vec<(&'static str, String)>, files: Vec<String>, count: usize| {
+            let (python, script) = (python.clone(), script.clone());
+            async move {
+                let exec = Instant::now();
+                let output = tokio::task::spawn_blocking(move || {
+                    let mut args = vec![script, url, ROUTING_KEY.to_owned(), count.to_string()];
+                    args.extend(files);
+                    Command::new(python)
+                        .args(args)
+                        .envs(env)
+                        .output()
+                        .expect("run the guide's approach")
+                })
+                .await
+                .unwrap();
+                let stdout = String::from_utf8_lossy(&output.stdout);
+                let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
+                    .expect("guide results");
+                (exec, result)
+            }
+        };
+    let (_, guide) = run_guide(
+        guide_standin.events_url(),
+        Vec::new(),
+        vec![alert_body.display().to_string()],
+        invocations,
+    )
+    .await;
     let guide_conns = guide_standin.connections();
-    let mut guide_latency: Vec<Duration> = guide["latencies_s"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| Duration::from_secs_f64(s.as_f64().unwrap()))
-        .collect();
+    let mut guide_latency = seconds(&guide["latencies_s"]);
     guide_latency.sort();
     let guide_cold = Duration::from_secs_f64(guide["first_event_done_s"].as_f64().unwrap_or(0.0));
     let guide_rss = guide["max_rss_kb"].as_u64().unwrap_or(0);
     // And what it does with an alert and its recovery.
     let accepted_before = guide_standin.accepted().len();
     let (_, guide_pair) = run_guide(
+        guide_standin.events_url(),
+        Vec::new(),
         vec![
             alert_body.display().to_string(),
             recovery_body.display().to_string(),
@@ -422,78 +545,18 @@ async fn main() {
     // source mapping (long poll, invoke, delete) and delivers it. One event at a time, so
     // each figure is one event's latency with an empty queue, not a throughput.
     let moto = support::Moto::start();
-    let queues = moto.create_queues(30, 1000).await;
-    let queue_env = [
-        ("DELIVERY_QUEUE_URL", queues.url.as_str()),
-        ("DEAD_LETTER_QUEUE_URL", queues.dlq.as_str()),
-        ("AWS_ENDPOINT_URL_SQS", moto.endpoint.as_str()),
-    ];
-    let webhook_api = runtime_api().await;
-    let mut webhook = spawn_with(webhook_api.port, &queue_env);
-    let dispatcher_api = Arc::new(runtime_api().await);
-    let mut dispatcher = spawn_with(dispatcher_api.port, &queue_env);
-    let source =
-        event_source::EventSource::new(event_source::local_client(&moto.endpoint), &queues.url)
-            .await;
-    let mapping = tokio::spawn({
-        let api = Arc::clone(&dispatcher_api);
-        async move {
-            loop {
-                let messages = source.receive(20).await;
-                if !messages.is_empty() {
-                    let response = api.invoke(source.sqs_event(&messages)).await;
-                    source.settle(&messages, Some(&response)).await;
-                }
-            }
-        }
-    });
-    let unique = |template: &Value, n: usize| {
-        let mut event = template.clone();
-        let mut body: Value = serde_json::from_str(template["body"].as_str().unwrap()).unwrap();
-        body["df_event_id"] = json!(format!("bench-queue-{n}"));
-        body["df_monitor_checker_event_ref"] = json!(format!("bench-queue-{}", n / 2));
-        event["body"] = json!(body.to_string());
-        event
-    };
     const QUEUE_WARMUP: usize = 10;
     let queue_invocations = (invocations / 4).max(50);
-    let (mut queue_accept, mut queue_to_pagerduty) = (Vec::new(), Vec::new());
-    let taken_before = standin.accepted().len();
-    for n in 0..QUEUE_WARMUP + queue_invocations {
-        let event = unique(if n % 2 == 0 { &alert } else { &recovery }, n);
-        let t0 = Instant::now();
-        let answer = webhook_api.invoke(event).await;
-        let accepted = t0.elapsed();
-        assert_eq!(answer["statusCode"], 202, "queue mode, event {n}: {answer}");
-        assert!(
-            answer["body"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("\"queued\""),
-            "queue mode answers queued: {answer}"
-        );
-        let arrived = loop {
-            if let Some(at) = standin.accepted_at(taken_before + n) {
-                break at;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "queue mode: event {n} did not reach PagerDuty"
-            );
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        };
-        if n >= QUEUE_WARMUP {
-            queue_accept.push(accepted);
-            queue_to_pagerduty.push(arrived - t0);
-        }
-    }
-    mapping.abort();
-    for child in [&mut webhook, &mut dispatcher] {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    queue_accept.sort();
-    queue_to_pagerduty.sort();
+    let (queue_accept, queue_to_pagerduty) = queue_run(
+        &spawn_with,
+        &[],
+        &moto,
+        &standin,
+        (&alert, &recovery),
+        QUEUE_WARMUP,
+        queue_invocations,
+    )
+    .await;
     let (qa50, qa99) = (
         percentile(&queue_accept, 0.5),
         percentile(&queue_accept, 0.99),
@@ -502,6 +565,132 @@ async fn main() {
         percentile(&queue_to_pagerduty, 0.5),
         percentile(&queue_to_pagerduty, 0.99),
     );
+
+    // Over TLS at a distance (`network.rs`): what on-call feels. The same stand-in behind
+    // TLS with a throwaway certificate that only the processes started here trust, and a
+    // relay that makes every round trip take RTT.
+    const RTT: Duration = Duration::from_millis(40);
+    let cert_dir =
+        std::env::temp_dir().join(format!("guance-pagerduty-bench-tls-{}", std::process::id()));
+    let made = Command::new(&python)
+        .arg(format!(
+            "{}/tools/bench_tls_cert.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(&cert_dir)
+        .status()
+        .expect("run tools/bench_tls_cert.py");
+    assert!(made.success(), "tools/bench_tls_cert.py failed");
+    let far_standin = pagerduty::StandIn::start().await;
+    let terminator = network::tls_terminator(&cert_dir, socket_of(&far_standin.events_url())).await;
+    let far = network::distance(terminator, RTT).await;
+    let far_url = format!("https://127.0.0.1:{}/v2/enqueue", far.port());
+    let ca_file = cert_dir.join("ca.pem").display().to_string();
+    let tls_env = [
+        ("PAGERDUTY_EVENTS_URL", far_url.as_str()),
+        ("SSL_CERT_FILE", ca_file.as_str()),
+    ];
+
+    // Cold: a new container's first page (the secret read, then TCP, TLS and the POST);
+    // from the invocation handed over to its answer, and from exec.
+    const TLS_COLD_RUNS: usize = 5;
+    const TLS_WARM: usize = 100;
+    let (mut tls_cold, mut tls_cold_exec) = (Vec::new(), Vec::new());
+    let mut tls_running = None;
+    for run in 0..TLS_COLD_RUNS {
+        let api = runtime_api().await;
+        let exec = Instant::now();
+        let mut child = spawn_with(api.port, &tls_env);
+        let answer = api.invoke(alert.clone()).await;
+        let done = Instant::now();
+        assert_eq!(answer["statusCode"], 202, "TLS, cold: {answer}");
+        let fetched = api.first_next.lock().unwrap().unwrap_or(exec);
+        tls_cold.push(done - fetched);
+        tls_cold_exec.push(done - exec);
+        if run + 1 == TLS_COLD_RUNS {
+            tls_running = Some((api, child));
+        } else {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    let (api, mut child) = tls_running.expect("a function is running");
+    let tls_conns_before = far_standin.connections();
+    let mut tls_warm = Vec::with_capacity(TLS_WARM);
+    for i in 0..TLS_WARM {
+        let event = if i % 2 == 0 { &recovery } else { &alert };
+        let t0 = Instant::now();
+        let answer = api.invoke(event.clone()).await;
+        tls_warm.push(t0.elapsed());
+        assert_eq!(answer["statusCode"], 202, "TLS, warm {i}: {answer}");
+    }
+    let tls_warm_conns = far_standin.connections() - tls_conns_before;
+    let _ = child.kill();
+    let _ = child.wait();
+    tls_cold.sort();
+    tls_cold_exec.sort();
+    tls_warm.sort();
+
+    // The guide's approach over the same path: Python's requests trusts the same CA.
+    let guide_conns_before = far_standin.connections();
+    let (_, tls_guide) = run_guide(
+        far_url.clone(),
+        vec![("REQUESTS_CA_BUNDLE", ca_file.clone())],
+        vec![alert_body.display().to_string()],
+        TLS_WARM,
+    )
+    .await;
+    let tls_guide_conns = far_standin.connections() - guide_conns_before;
+    let mut tls_guide_latency = seconds(&tls_guide["latencies_s"]);
+    tls_guide_latency.sort();
+    let tls_guide_first =
+        Duration::from_secs_f64(tls_guide["first_event_done_s"].as_f64().unwrap_or(0.0));
+
+    // Queue mode over the same path: SQS stays on loopback (in AWS it is in the region).
+    let (tls_queue_accept, tls_queue_to_pagerduty) = queue_run(
+        &spawn_with,
+        &tls_env,
+        &moto,
+        &far_standin,
+        (&alert, &recovery),
+        QUEUE_WARMUP,
+        TLS_WARM / 2,
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&cert_dir);
+
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let rtts = |d: Duration| d.as_secs_f64() / RTT.as_secs_f64();
+    let tls_c50 = percentile(&tls_cold, 0.5);
+    let tls_w50 = percentile(&tls_warm, 0.5);
+    let tls_g50 = percentile(&tls_guide_latency, 0.5);
+    let tls_qa50 = percentile(&tls_queue_accept, 0.5);
+    let tls_qp50 = percentile(&tls_queue_to_pagerduty, 0.5);
+    // What a page costs at other distances: the round trips each approach paid here
+    // (rounded to halves), times that distance's round trip, plus what it spent locally.
+    let at = |paid: Duration, local: Duration, rtt_ms: f64| {
+        let trips =
+            ((paid.saturating_sub(local)).as_secs_f64() / RTT.as_secs_f64() * 2.0).round() / 2.0;
+        trips * rtt_ms + ms(local)
+    };
+    let distances = [10.0, 80.0, 200.0]
+        .iter()
+        .map(|&rtt_ms| {
+            format!(
+                "| {rtt_ms:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+                at(
+                    tls_c50,
+                    percentile(&cold_answers, 0.5).saturating_sub(percentile(&cold_fetches, 0.5)),
+                    rtt_ms
+                ),
+                at(tls_w50, percentile(&warm, 0.5), rtt_ms),
+                at(tls_qa50, percentile(&queue_accept, 0.5), rtt_ms),
+                at(tls_qp50, percentile(&queue_to_pagerduty, 0.5), rtt_ms),
+                at(tls_g50, percentile(&guide_latency, 0.5), rtt_ms),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
 
     let size = |path: &str| std::fs::metadata(path).map(|m| m.len()).ok();
     let x86_size = size(&bootstrap);
@@ -607,6 +796,38 @@ answers Guance sooner there. Accept to PagerDuty adds the event source mapping's
 here a long poll that moto wakes at once; Lambda's pollers and a second invocation add
 their own time, which only a deployment can measure (the issue's estimate: a fraction of
 a second).
+
+## Over TLS, {rtt_ms:.0} ms away
+
+What on-call feels is Guance's POST to PagerDuty's 202 over TLS across a network, where a
+new connection costs round trips that loopback hides. Here the PagerDuty stand-in sits
+behind TLS (a throwaway CA made by `tools/bench_tls_cert.py`, trusted only by the
+processes this bench starts, through `SSL_CERT_FILE` and `REQUESTS_CA_BUNDLE`) and a relay
+that delays every byte by half of a {rtt_ms:.0} ms round trip each way and holds a new
+connection's first bytes one more round trip, as the TCP handshake would
+(`examples/bench-e2e/network.rs`). The guide's approach runs over the same path. SQS and
+Secrets Manager stay on loopback: in AWS they are in the function's region.
+
+| Figure | Ours | Round trips | Guide's approach | Round trips |
+|---|---|---|---|---|
+| first page of a new container: invocation to answer (median of {tls_cold_runs}) | {tc50:.1} ms | {tc_rt:.1} | {tg_first:.1} ms (first event, exec to done, with Python's start) | |
+| warm page: invocation to answer, p50 | {tw50:.1} ms | {tw_rt:.1} | {tg50:.1} ms (every event) | {tg_rt:.1} |
+| warm page, p99 | {tw99:.1} ms | | {tg99:.1} ms | |
+| new connections to PagerDuty per {tls_warm} warm pages | {tw_conns} | | {tg_conns} | |
+| queue mode: webhook to Guance's answer, p50 | {tqa50:.1} ms | 0 | | |
+| queue mode: webhook call to PagerDuty receiving the event, p50 | {tqp50:.1} ms | {tqp_rt:.1} | | |
+
+Round trips are measured: (time over TLS − the same figure on loopback) / {rtt_ms:.0} ms.
+Ours pays 3 on a container's first page (TCP, TLS 1.3, the POST) and 1 per page after
+that, on the kept-alive connection; the guide's approach pays 3 on every event, because it
+opens a new connection each time. In queue mode Guance's answer pays none (SQS is in the
+region), and the event reaches PagerDuty half a round trip after the dispatcher sends it.
+
+What that means at other distances (same round trips, plus what each spent locally):
+
+| Round trip to PagerDuty | Ours, first page: Guance answered | Ours, warm page: Guance answered | Ours, queue mode: Guance answered | Ours, queue mode: PagerDuty has it | Guide, every event: Guance answered |
+|---|---|---|---|---|---|
+{distances}
 "#,
         python_version = command_output(
             &python,
@@ -655,6 +876,25 @@ a second).
         qa99 = us(qa99) / 1e3,
         qp50 = us(qp50) / 1e3,
         qp99 = us(qp99) / 1e3,
+        rtt_ms = ms(RTT),
+        tls_cold_runs = TLS_COLD_RUNS,
+        tls_warm = TLS_WARM,
+        tc50 = ms(tls_c50),
+        tc_rt = rtts(tls_c50.saturating_sub(
+            percentile(&cold_answers, 0.5).saturating_sub(percentile(&cold_fetches, 0.5))
+        )),
+        tg_first = ms(tls_guide_first),
+        tw50 = ms(tls_w50),
+        tw99 = ms(percentile(&tls_warm, 0.99)),
+        tw_rt = rtts(tls_w50.saturating_sub(p50)),
+        tg50 = ms(tls_g50),
+        tg99 = ms(percentile(&tls_guide_latency, 0.99)),
+        tg_rt = rtts(tls_g50.saturating_sub(g50)),
+        tw_conns = tls_warm_conns,
+        tg_conns = tls_guide_conns,
+        tqa50 = ms(tls_qa50),
+        tqp50 = ms(tls_qp50),
+        tqp_rt = rtts(tls_qp50.saturating_sub(qp50)),
     );
     std::fs::write(&out, &report).expect("write the report");
     println!("{report}");
