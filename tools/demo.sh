@@ -94,3 +94,18 @@ for _ in $(seq 20); do
   sleep 0.25
 done
 grep -h '"event delivered to PagerDuty"' "$WORK/watch.log" | sed -e 's/\x1b\[[0-9;]*m//g' | tail -n 5 || true
+echo
+echo "== the CloudWatch metrics the function wrote meanwhile (Embedded Metric Format lines), events by outcome"
+sed -e 's/\x1b\[[0-9;]*m//g' "$WORK/watch.log" | python3 -c '
+import collections, json, sys
+counts = collections.Counter()
+for line in sys.stdin:
+    start = line.find("{")
+    if start < 0 or "\"_aws\"" not in line:
+        continue
+    try:
+        doc = json.loads(line[start:])
+    except ValueError:
+        continue
+    counts[doc.get("Outcome")] += doc.get("Events", 0)
+print(", ".join(f"{outcome}: {n}" for outcome, n in sorted(counts.items())))'
