@@ -91,7 +91,7 @@ def dashboard_references(body):
                               options["expression"])
                 if m:
                     dims = {d.strip(): None for d in m[2].split(",") if d.strip()}
-                    refs.append((widget.get("properties", {}).get("title"), m[1], m[3], dims, m[4]))
+                    refs.append((props.get("title"), m[1], m[3], dims, m[4]))
                 else:
                     refs.append((props.get("title"), None, options["expression"], {}, None))
                 continue

@@ -40,18 +40,10 @@ fn function_env(w: &World) -> Vec<(&'static str, String)> {
 /// line checked against the Embedded Metric Format and its namespace against the one
 /// configured.
 fn events_by_outcome(output: &str) -> std::collections::BTreeMap<String, u64> {
+    let lines = support::emf::metric_lines(output);
     let mut counts = std::collections::BTreeMap::new();
-    for line in support::emf::metric_lines(output) {
-        let declared = support::emf::validate(line).unwrap_or_else(|e| panic!("not EMF: {e}"));
-        assert!(declared
-            .iter()
-            .all(|d| d.namespace == "guance-pagerduty/emulator"));
-        let line: Value = serde_json::from_str(line).unwrap();
-        if let Some(n) = line["Events"].as_u64() {
-            *counts
-                .entry(line["Outcome"].as_str().unwrap().to_owned())
-                .or_default() += n;
-        }
+    for ((_route, outcome), n) in support::emf::events(&lines, "guance-pagerduty/emulator") {
+        *counts.entry(outcome).or_default() += n;
     }
     counts
 }

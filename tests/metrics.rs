@@ -22,19 +22,8 @@ type Totals = BTreeMap<(String, String), u64>;
 
 /// `Events` per (Route, Outcome), summed over the lines; every line checked against EMF.
 fn totals(lines: &[String]) -> Totals {
-    let mut totals = Totals::new();
-    for line in lines {
-        validate(line).unwrap_or_else(|e| panic!("not EMF: {e}"));
-        let line: Value = serde_json::from_str(line).unwrap();
-        if let Some(events) = line["Events"].as_u64() {
-            let key = (
-                line["Route"].as_str().unwrap().to_owned(),
-                line["Outcome"].as_str().unwrap().to_owned(),
-            );
-            *totals.entry(key).or_default() += events;
-        }
-    }
-    totals
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    support::emf::events(&lines, METRICS_NAMESPACE)
 }
 
 fn expect(rows: &[(&str, &str, u64)]) -> Totals {

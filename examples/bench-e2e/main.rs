@@ -667,6 +667,13 @@ async fn main() {
     .await;
     let _ = std::fs::remove_dir_all(&cert_dir);
 
+    let (p50, p99) = (percentile(&warm, 0.5), percentile(&warm, 0.99));
+    let (g50, g99) = (
+        percentile(&guide_latency, 0.5),
+        percentile(&guide_latency, 0.99),
+    );
+    // A first page on loopback without TLS: from the invocation fetched to its answer.
+    let cold_local = cold_answer.saturating_sub(cold_fetch);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let rtts = |d: Duration| d.as_secs_f64() / RTT.as_secs_f64();
     let tls_c50 = percentile(&tls_cold, 0.5);
@@ -686,15 +693,11 @@ async fn main() {
         .map(|&rtt_ms| {
             format!(
                 "| {rtt_ms:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
-                at(
-                    tls_c50,
-                    percentile(&cold_answers, 0.5).saturating_sub(percentile(&cold_fetches, 0.5)),
-                    rtt_ms
-                ),
-                at(tls_w50, percentile(&warm, 0.5), rtt_ms),
-                at(tls_qa50, percentile(&queue_accept, 0.5), rtt_ms),
-                at(tls_qp50, percentile(&queue_to_pagerduty, 0.5), rtt_ms),
-                at(tls_g50, percentile(&guide_latency, 0.5), rtt_ms),
+                at(tls_c50, cold_local, rtt_ms),
+                at(tls_w50, p50, rtt_ms),
+                at(tls_qa50, qa50, rtt_ms),
+                at(tls_qp50, qp50, rtt_ms),
+                at(tls_g50, g50, rtt_ms),
             )
         })
         .collect::<Vec<_>>()
@@ -709,12 +712,7 @@ async fn main() {
         })
     };
 
-    let (p50, p99) = (percentile(&warm, 0.5), percentile(&warm, 0.99));
     let (f50, f99) = (percentile(&floor, 0.5), percentile(&floor, 0.99));
-    let (g50, g99) = (
-        percentile(&guide_latency, 0.5),
-        percentile(&guide_latency, 0.99),
-    );
     let per_1000 = |n: u64| n as f64 * 1000.0 / invocations as f64;
     let crit = |id: &str| {
         criterion_us(id).map_or("run `cargo bench` first".to_owned(), |v| {
@@ -895,9 +893,7 @@ What that means at other distances (same round trips, plus what each spent local
         tls_cold_runs = TLS_COLD_RUNS,
         tls_warm = TLS_WARM,
         tc50 = ms(tls_c50),
-        tc_rt = rtts(tls_c50.saturating_sub(
-            percentile(&cold_answers, 0.5).saturating_sub(percentile(&cold_fetches, 0.5))
-        )),
+        tc_rt = rtts(tls_c50.saturating_sub(cold_local)),
         tg_first = ms(tls_guide_first),
         tw50 = ms(tls_w50),
         tw99 = ms(percentile(&tls_warm, 0.99)),
@@ -911,7 +907,7 @@ What that means at other distances (same round trips, plus what each spent local
         tqp50 = ms(tls_qp50),
         tqp_rt = rtts(tls_qp50.saturating_sub(qp50)),
         tc_local = ms(tls_c50.saturating_sub(RTT * 3)),
-        c_local = ms(percentile(&cold_answers, 0.5).saturating_sub(percentile(&cold_fetches, 0.5))),
+        c_local = ms(cold_local),
     );
     std::fs::write(&out, &report).expect("write the report");
     println!("{report}");

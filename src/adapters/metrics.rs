@@ -131,10 +131,6 @@ impl Tally {
         samples.queue_wait_ms.extend(queue_wait_ms);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
-    }
-
     fn samples(&mut self, route: &str, outcome: Outcome) -> &mut Samples {
         self.groups.entry((route.to_owned(), outcome)).or_default()
     }
@@ -150,10 +146,11 @@ pub struct Stdout;
 
 impl MetricSink for Stdout {
     fn write_lines(&self, lines: &[String]) {
-        // One locked write per line, so no other output lands inside one.
+        // Under the stdout lock throughout, so no other output lands inside a line.
         let mut out = std::io::stdout().lock();
         for line in lines {
-            let _ = out.write_all(format!("{line}\n").as_bytes());
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.write_all(b"\n");
         }
         let _ = out.flush();
     }
@@ -372,7 +369,7 @@ mod tests {
         assert!(render("ns", 1, &Tally::default(), "r").is_empty());
         let mut tally = Tally::default();
         tally.count("/", Outcome::Received, 0);
-        assert!(tally.is_empty());
+        assert_eq!(tally, Tally::default(), "a count of 0 adds nothing");
         tally.count("/", Outcome::Received, 1);
         let memory = Memory::default();
         let metrics = Metrics::new("ns", Arc::new(memory.clone()));

@@ -36,12 +36,7 @@ impl<S: SecretSource> App<S> {
     /// Handles one batch from the delivery queue. Never fails: every record is either
     /// done or reported back.
     pub async fn dispatch(&self, event: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
-        let deadline = match invocation.deadline {
-            Some(deadline) => deadline
-                .checked_sub(self.deadline_margin)
-                .unwrap_or(deadline),
-            None => Instant::now() + self.default_budget,
-        };
+        let deadline = self.work_deadline(invocation);
         let mut stopped_groups: HashSet<String> = HashSet::new();
         let mut failures = Vec::new();
         let mut delays: Vec<(String, Duration)> = Vec::new();

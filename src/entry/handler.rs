@@ -143,6 +143,19 @@ fn route_of(path: &str) -> Route<'_> {
     }
 }
 
+impl<S> App<S> {
+    /// When an invocation's work must be done: the Lambda deadline less the margin kept
+    /// to answer, or the local budget where the runtime gave no deadline.
+    pub(crate) fn work_deadline(&self, invocation: &Invocation) -> Instant {
+        match invocation.deadline {
+            Some(deadline) => deadline
+                .checked_sub(self.deadline_margin)
+                .unwrap_or(deadline),
+            None => Instant::now() + self.default_budget,
+        }
+    }
+}
+
 impl<S: SecretSource> App<S> {
     /// Answers one function URL request. Never fails: every error is an HTTP answer.
     pub async fn handle(
@@ -238,20 +251,21 @@ impl<S: SecretSource> App<S> {
             return self.enqueue(mode, route, planned, invocation, tally).await;
         }
 
-        let deadline = match invocation.deadline {
-            Some(deadline) => deadline
-                .checked_sub(self.deadline_margin)
-                .unwrap_or(deadline),
-            None => Instant::now() + self.default_budget,
-        };
+        let deadline = self.work_deadline(invocation);
         let mut results: Vec<EventResult> = Vec::with_capacity(planned.len());
         let mut stop: Option<Stop> = None;
         for (index, (df_event_id, step)) in planned.into_iter().enumerate() {
             let event = match step {
                 Step::Send(event) => event,
                 Step::Drop(reason) => {
-                    tally.event(&path, metrics::Outcome::Dropped, None, None);
-                    results.push(dropped(index, df_event_id, reason, invocation));
+                    results.push(dropped(
+                        index,
+                        df_event_id,
+                        reason,
+                        invocation,
+                        tally,
+                        &path,
+                    ));
                     continue;
                 }
             };
@@ -312,8 +326,14 @@ impl<S: SecretSource> App<S> {
         for (index, (df_event_id, step)) in planned.into_iter().enumerate() {
             match step {
                 Step::Drop(reason) => {
-                    tally.event(&path, metrics::Outcome::Dropped, None, None);
-                    results.push(dropped(index, df_event_id, reason, invocation));
+                    results.push(dropped(
+                        index,
+                        df_event_id,
+                        reason,
+                        invocation,
+                        tally,
+                        &path,
+                    ));
                 }
                 Step::Send(event) => {
                     results.push(for_event(
@@ -495,14 +515,17 @@ impl<S: SecretSource> App<S> {
     }
 }
 
-/// The result of an event deliberately not sent, with its log line.
+/// The result of an event deliberately not sent, with its log line and its count.
 fn dropped(
     index: usize,
     df_event_id: Option<String>,
     reason: DropReason,
     invocation: &Invocation,
+    tally: &mut Tally,
+    path: &str,
 ) -> EventResult {
     tracing::info!(request_id = %invocation.request_id, df_event_id = df_event_id.as_deref(), outcome = "dropped", %reason, "event dropped");
+    tally.event(path, metrics::Outcome::Dropped, None, None);
     EventResult {
         index,
         df_event_id,

@@ -2,7 +2,9 @@
 //! is one CloudWatch Logs turns into the metrics it declares.
 //! https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
 
+use guance_pagerduty::metrics::is_valid_namespace;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The units CloudWatch accepts (MetricDatum's StandardUnit).
@@ -64,14 +66,6 @@ fn only_members(map: &Map<String, Value>, allowed: &[&str], what: &str) -> Resul
     }
 }
 
-fn namespace_ok(namespace: &str) -> bool {
-    (1..=255).contains(&namespace.len())
-        && !namespace.starts_with("AWS/")
-        && namespace
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b))
-}
-
 /// Checks `line` against the specification; returns what it declares.
 pub fn validate(line: &str) -> Result<Vec<Declared>, String> {
     let root: Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e}): {line}"))?;
@@ -106,7 +100,7 @@ pub fn validate(line: &str) -> Result<Vec<Declared>, String> {
         let namespace = directive
             .get("Namespace")
             .and_then(Value::as_str)
-            .filter(|n| namespace_ok(n))
+            .filter(|n| is_valid_namespace(n))
             .ok_or("Namespace is not a valid CloudWatch namespace")?;
         let sets = directive
             .get("Dimensions")
@@ -199,11 +193,33 @@ pub fn validate(line: &str) -> Result<Vec<Declared>, String> {
     Ok(declared)
 }
 
-/// The lines of `output` that declare metrics (have an `_aws` member), parsed.
+/// The lines of `output` that declare metrics (have an `_aws` member).
 pub fn metric_lines(output: &str) -> Vec<&str> {
     output
         .lines()
         .map(str::trim)
         .filter(|l| l.starts_with('{') && l.contains("\"_aws\""))
         .collect()
+}
+
+/// `Events` per (Route, Outcome) over `lines`, each line checked against the
+/// specification and to publish to `namespace`.
+pub fn events(lines: &[&str], namespace: &str) -> BTreeMap<(String, String), u64> {
+    let mut totals = BTreeMap::new();
+    for line in lines {
+        let declared = validate(line).unwrap_or_else(|e| panic!("not EMF: {e}"));
+        assert!(
+            declared.iter().all(|d| d.namespace == namespace),
+            "not in {namespace}: {line}"
+        );
+        let line: Value = serde_json::from_str(line).unwrap();
+        if let Some(events) = line["Events"].as_u64() {
+            let key = (
+                line["Route"].as_str().unwrap().to_owned(),
+                line["Outcome"].as_str().unwrap().to_owned(),
+            );
+            *totals.entry(key).or_default() += events;
+        }
+    }
+    totals
 }
