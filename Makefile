@@ -91,7 +91,7 @@ soak-queue: tools
 
 SOAK_EVENTS ?= 10000
 FUZZ_SECONDS ?= 300
-## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 300), corpus seeded from events/; prints executions and crashes
+## fuzz: builds the cargo-fuzz targets, runs each for FUZZ_SECONDS (default 300) from a corpus seeded from events/; prints executions and crashes, and fails on a build failure or a crash
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
 	bash tools/fuzz.sh $(FUZZ_SECONDS)

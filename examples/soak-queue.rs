@@ -1,11 +1,13 @@
 //! `make soak-queue`: queue mode under faults. Events (alerts and their recoveries) over
 //! several routes go through the real webhook into moto's SQS FIFO queue while the
 //! PagerDuty stand-in fails a third of the attempts and is down entirely for a while;
-//! the real dispatcher drains the queue as Lambda's event source mapping would drive it.
-//! Prints delivered, at risk (answered 5xx to Guance), lost and out of order; exits 1
-//! unless lost, at risk and out of order are all 0. Loopback only.
+//! the real dispatcher drains the queue as Lambda's event source mapping would drive it,
+//! and dies mid-batch `--crashes` times (killed while PagerDuty holds its third request,
+//! as a crash or timeout would end it; the mapping then deletes nothing).
+//! Prints delivered, at risk (answered 5xx to Guance), lost, out of order and duplicated;
+//! exits 1 unless all of those are 0. Loopback only.
 //!
-//! Usage: soak-queue [--events N] [--routes N] [--outage-seconds N] [--rate N] [--seed N]
+//! Usage: soak-queue [--events N] [--routes N] [--outage-seconds N] [--rate N] [--crashes N] [--seed N]
 //!
 //! Guance and the dispatcher run side by side; PagerDuty is down from `--outage-seconds`
 //! after the start until twice that.
@@ -18,7 +20,7 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::pagerduty::RandomFaults;
+use support::pagerduty::{Fault, RandomFaults};
 use support::*;
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -47,6 +49,7 @@ async fn main() {
     let outage = Duration::from_secs(arg("--outage-seconds", 10));
     // Guance's pace, events per second over all routes (0: as fast as the webhook answers).
     let rate = arg("--rate", 50);
+    let crash_target = arg("--crashes", 3);
     let seed = arg(
         "--seed",
         SystemTime::now()
@@ -161,7 +164,66 @@ async fn main() {
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         (finished, started.elapsed())
     };
-    let consumer = drain_until_done(&app, &source, Duration::from_secs(3600), &done);
+    // Lambda's event source mapping, as `support::drain_until_done` plays it, except that
+    // now and then the invocation dies mid-batch: once PagerDuty took two records of a
+    // batch of three or more and holds the third, the invocation is dropped, and the
+    // mapping deletes nothing of the batch.
+    let consumer = async {
+        let (mut invocations, mut crashes) = (0u64, 0u64);
+        let crash_every = (events / 10 / crash_target.max(1)).max(5);
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(3600),
+                "the queue did not drain within an hour"
+            );
+            let messages = source.receive(1).await;
+            if messages.is_empty() {
+                if done.load(std::sync::atomic::Ordering::SeqCst) && source.depth().await == 0 {
+                    return (invocations, crashes);
+                }
+                continue;
+            }
+            invocations += 1;
+            let event = serde_json::from_value(source.sqs_event(&messages)).unwrap();
+            let lambda = invocation(Duration::from_secs(30));
+            let dispatch = app.dispatch(event, &lambda);
+            let crash =
+                crashes < crash_target && messages.len() >= 3 && invocations % crash_every == 0;
+            if !crash {
+                let response = serde_json::to_value(dispatch.await).unwrap();
+                source.settle(&messages, Some(&response)).await;
+                continue;
+            }
+            let before = w.standin.requests();
+            w.standin.script([
+                Fault::Pass,
+                Fault::Pass,
+                Fault::Stall(Duration::from_secs(3)),
+            ]);
+            tokio::pin!(dispatch);
+            let died = loop {
+                tokio::select! {
+                    response = &mut dispatch => {
+                        break Err(serde_json::to_value(response).unwrap());
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(2)) => {
+                        if w.standin.requests() >= before + 3 {
+                            break Ok(());
+                        }
+                    }
+                }
+            };
+            match died {
+                Ok(()) => {
+                    crashes += 1;
+                    source.settle(&messages, None).await;
+                }
+                Err(response) => {
+                    source.settle(&messages, Some(&response)).await;
+                }
+            }
+        }
+    };
     let backlog = async {
         let mut peak = 0;
         loop {
@@ -180,7 +242,7 @@ async fn main() {
         tokio::time::sleep(outage).await;
         w.standin.set_outage(false);
     };
-    let (((lanes, accepted_in), invocations, peak_backlog), ()) = tokio::join!(
+    let (((lanes, accepted_in), (invocations, crashes), peak_backlog), ()) = tokio::join!(
         async { tokio::join!(producer, consumer, backlog) },
         pagerduty_down
     );
@@ -251,6 +313,7 @@ async fn main() {
         outage.as_secs(),
         2 * outage.as_secs()
     );
+    println!("  dispatcher killed mid-batch {crashes} times (PagerDuty holding the third request of a batch)");
     println!(
         "  webhook: all answered in {:.1} s; drained in {:.1} s by {invocations} dispatcher invocations; peak backlog {peak_backlog} messages",
         accepted_in.as_secs_f64(),
@@ -267,13 +330,13 @@ async fn main() {
         w.standin.requests(),
         accepted.len()
     );
-    println!("| delivered | at risk (5xx to Guance) | lost | out of order | resolve before trigger | duplicates (at least once) | dead-lettered |");
+    println!("| delivered | at risk (5xx to Guance) | lost | out of order | resolve before trigger | duplicated | dead-lettered |");
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| {} | {at_risk} | {lost} | {out_of_order} | {early_resolves} | {duplicates} | {dead} |",
         total - lost
     );
-    if lost + out_of_order + early_resolves > 0 || at_risk > 0 {
+    if lost + out_of_order + early_resolves + duplicates > 0 || at_risk > 0 || dead > 0 {
         std::process::exit(1);
     }
 }

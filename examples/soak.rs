@@ -93,7 +93,7 @@ async fn main() {
         secrets: SecretCache::new(
             StaticSource(WebhookSecrets {
                 routing_key: RoutingKey::new(ROUTING_KEY).unwrap(),
-                webhook_token: WebhookToken::new(TOKEN),
+                webhook_tokens: WebhookToken::new(TOKEN).into_iter().collect(),
                 routes: Default::default(),
             }),
             Duration::from_secs(300),

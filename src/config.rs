@@ -8,6 +8,10 @@ use crate::translate::{InfoEvents, Settings};
 use std::fmt;
 use std::time::Duration;
 
+/// The largest request a function URL takes (6 MB): the default body limit, so that
+/// nothing Lambda would deliver is refused by a smaller limit of ours.
+const FUNCTION_URL_MAX_BODY_BYTES: u64 = 6 << 20;
+
 /// Where the routing key and token come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretConfig {
@@ -244,7 +248,11 @@ impl Config {
             secret,
             secret_ttl: Duration::from_secs(number("SECRET_CACHE_TTL_SECONDS", 300, 0..=86_400)?),
             allow_unauthenticated: flag("ALLOW_UNAUTHENTICATED")?,
-            max_body_bytes: number("MAX_BODY_BYTES", 1 << 20, 1024..=(6 << 20))? as usize,
+            max_body_bytes: number(
+                "MAX_BODY_BYTES",
+                FUNCTION_URL_MAX_BODY_BYTES,
+                1024..=FUNCTION_URL_MAX_BODY_BYTES,
+            )? as usize,
             events_url,
             settings: Settings {
                 nodata_severity: severity("NODATA_SEVERITY")?,
@@ -304,7 +312,7 @@ mod tests {
         );
         assert_eq!(c.events_url, DEFAULT_EVENTS_URL);
         assert_eq!(c.secret_ttl, Duration::from_secs(300));
-        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.max_body_bytes, 6 << 20, "a function URL's own limit");
         assert_eq!(c.settings, Settings::default());
         assert!(!c.allow_unauthenticated && !c.dry_run);
         assert_eq!(c.retry, RetryPolicy::default());

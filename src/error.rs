@@ -1,6 +1,5 @@
 //! Every way a request can fail, and the one place that maps each to an HTTP answer.
 
-use crate::translate::RejectReason;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -33,6 +32,8 @@ pub enum EventOutcome {
     DryRun,
     /// Deliberately not sent (info events set to drop).
     Dropped,
+    /// Not taken: it cannot be translated (`reason` says why). The rest of the body goes on.
+    Rejected,
     /// PagerDuty refused it or could not be reached.
     Failed,
     /// Not attempted, because an earlier event of the request failed and order matters.
@@ -50,9 +51,9 @@ pub enum AppError {
         limit: usize,
     },
     BadRequest(String),
+    /// No event of the body could be translated: each result says why.
     Untranslatable {
-        index: usize,
-        reason: RejectReason,
+        results: Vec<EventResult>,
     },
     SecretUnavailable,
     /// Queue mode: SQS did not take every event. Those it took are not queued twice when
@@ -63,6 +64,12 @@ pub enum AppError {
     /// PagerDuty refused an event for good (400: invalid event, or a wrong URL).
     PagerDutyRefused {
         status: u16,
+        errors: Vec<String>,
+        results: Vec<EventResult>,
+    },
+    /// PagerDuty refused the routing key (a deleted or mistyped integration), even after
+    /// the secret was read again: the secret must be fixed.
+    RoutingKeyRefused {
         errors: Vec<String>,
         results: Vec<EventResult>,
     },
@@ -85,6 +92,7 @@ impl AppError {
             AppError::BadRequest(_) | AppError::Untranslatable { .. } => 400,
             AppError::SecretUnavailable
             | AppError::QueueUnavailable { .. }
+            | AppError::RoutingKeyRefused { .. }
             | AppError::PagerDutyUnavailable { .. } => 503,
             AppError::PagerDutyRefused { status: 400, .. } => 422,
             AppError::PagerDutyRefused { .. } => 502,
@@ -97,6 +105,7 @@ impl AppError {
         match self {
             AppError::SecretUnavailable => Some(Duration::from_secs(30)),
             AppError::QueueUnavailable { .. } => Some(Duration::from_secs(5)),
+            AppError::RoutingKeyRefused { .. } => Some(Duration::from_secs(60)),
             AppError::PagerDutyUnavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
@@ -109,47 +118,79 @@ impl AppError {
         }
     }
 
+    /// The answer's `error` code: also the `Reason` of a refused request's metric.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::NotFound => "not_found",
+            AppError::MethodNotAllowed { .. } => "method_not_allowed",
+            AppError::Unauthorized => "unauthorized",
+            AppError::PayloadTooLarge { .. } => "payload_too_large",
+            AppError::BadRequest(_) => "bad_request",
+            AppError::Untranslatable { .. } => "untranslatable_event",
+            AppError::SecretUnavailable => "secret_unavailable",
+            AppError::QueueUnavailable { .. } => "queue_unavailable",
+            AppError::PagerDutyRefused { .. } => "pagerduty_refused",
+            AppError::RoutingKeyRefused { .. } => "routing_key_refused",
+            AppError::PagerDutyUnavailable { .. } => "pagerduty_unavailable",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether the whole request was refused before any event in it was counted: such an
+    /// answer is counted as a refused request instead, so no refusal goes unseen.
+    pub fn refuses_whole_request(&self) -> bool {
+        !matches!(
+            self,
+            AppError::Untranslatable { .. }
+                | AppError::QueueUnavailable { .. }
+                | AppError::PagerDutyRefused { .. }
+                | AppError::RoutingKeyRefused { .. }
+                | AppError::PagerDutyUnavailable { .. }
+        )
+    }
+
     /// The JSON answer. Never holds a secret: nothing here is built from one.
     pub fn body(&self) -> Value {
-        let (code, message) = match self {
-            AppError::NotFound => ("not_found", "no such route".to_owned()),
-            AppError::MethodNotAllowed { allow } => {
-                ("method_not_allowed", format!("use {allow} here"))
-            }
-            AppError::Unauthorized => (
-                "unauthorized",
+        let message = match self {
+            AppError::NotFound => "no such route".to_owned(),
+            AppError::MethodNotAllowed { allow } => format!("use {allow} here"),
+            AppError::Unauthorized => {
                 "a valid webhook token is required (?token=... or Authorization: Bearer ...)"
-                    .to_owned(),
-            ),
-            AppError::PayloadTooLarge { limit } => (
-                "payload_too_large",
-                format!("the body is larger than the {limit}-byte limit"),
-            ),
-            AppError::BadRequest(why) => ("bad_request", why.clone()),
-            AppError::Untranslatable { index, reason } => {
-                ("untranslatable_event", format!("event {index}: {reason}"))
+                    .to_owned()
             }
-            AppError::SecretUnavailable => (
-                "secret_unavailable",
-                "the PagerDuty routing key could not be read; nothing was sent".to_owned(),
-            ),
-            AppError::QueueUnavailable { reason } => (
-                "queue_unavailable",
+            AppError::PayloadTooLarge { limit } => {
+                format!("the body is larger than the {limit}-byte limit")
+            }
+            AppError::BadRequest(why) => why.clone(),
+            AppError::Untranslatable { results } => {
+                let first = results.first();
                 format!(
-                    "the events could not all be queued ({reason}); send the request again, \
-                     events already queued are not queued twice"
-                ),
+                    "no event was taken; event {}: {}",
+                    first.map_or(0, |r| r.index),
+                    first
+                        .and_then(|r| r.reason.as_deref())
+                        .unwrap_or("untranslatable")
+                )
+            }
+            AppError::SecretUnavailable => {
+                "the PagerDuty routing key could not be read; nothing was sent".to_owned()
+            }
+            AppError::QueueUnavailable { reason } => format!(
+                "the events could not all be queued ({reason}); send the request again, \
+                 events already queued are not queued twice"
             ),
-            AppError::PagerDutyRefused { status, .. } => (
-                "pagerduty_refused",
-                format!("PagerDuty refused an event with HTTP {status}"),
-            ),
-            AppError::PagerDutyUnavailable { reason, .. } => (
-                "pagerduty_unavailable",
-                format!("PagerDuty could not be reached in time: {reason}"),
-            ),
-            AppError::Internal(why) => ("internal", why.clone()),
+            AppError::PagerDutyRefused { status, .. } => {
+                format!("PagerDuty refused an event with HTTP {status}")
+            }
+            AppError::RoutingKeyRefused { .. } => "PagerDuty refused the routing key even after \
+                the secret was read again: the secret's key for this route must be fixed"
+                .to_owned(),
+            AppError::PagerDutyUnavailable { reason, .. } => {
+                format!("PagerDuty could not be reached in time: {reason}")
+            }
+            AppError::Internal(why) => why.clone(),
         };
+        let code = self.code();
         let mut body = json!({ "error": code, "message": message });
         match self {
             AppError::PagerDutyRefused {
@@ -158,7 +199,12 @@ impl AppError {
                 body["errors"] = json!(errors);
                 body["results"] = json!(results);
             }
-            AppError::PagerDutyUnavailable { results, .. } => {
+            AppError::RoutingKeyRefused { errors, results } => {
+                body["errors"] = json!(errors);
+                body["results"] = json!(results);
+            }
+            AppError::PagerDutyUnavailable { results, .. }
+            | AppError::Untranslatable { results, .. } => {
                 body["results"] = json!(results);
             }
             _ => {}
@@ -179,12 +225,13 @@ mod tests {
             (AppError::Unauthorized, 401),
             (AppError::PayloadTooLarge { limit: 1 }, 413),
             (AppError::BadRequest("x".into()), 400),
+            (AppError::Untranslatable { results: vec![] }, 400),
             (
-                AppError::Untranslatable {
-                    index: 0,
-                    reason: RejectReason::ResolveWithoutDedupKey,
+                AppError::RoutingKeyRefused {
+                    errors: vec![],
+                    results: vec![],
                 },
-                400,
+                503,
             ),
             (AppError::SecretUnavailable, 503),
             (AppError::QueueUnavailable { reason: "x".into() }, 503),
@@ -216,7 +263,7 @@ mod tests {
         ];
         for (error, status) in cases {
             assert_eq!(error.status(), status, "{error:?}");
-            assert!(error.body()["error"].is_string());
+            assert_eq!(error.body()["error"], error.code());
             assert_eq!(error.retry_after().is_some(), status == 503, "{error:?}");
         }
     }

@@ -41,7 +41,7 @@ async fn main() -> Result<(), Error> {
             routing_key: RoutingKey::new(routing_key).inspect_err(|error| {
                 tracing::error!(variable = "PAGERDUTY_ROUTING_KEY", %error, "invalid configuration");
             })?,
-            webhook_token: webhook_token.as_deref().and_then(WebhookToken::new),
+            webhook_tokens: webhook_token.as_deref().and_then(WebhookToken::new).into_iter().collect(),
             routes: Default::default(),
         })),
     };

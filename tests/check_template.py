@@ -357,10 +357,20 @@ def check_metrics(cfn, functions, alarms):
             else:
                 check(f"alarm on {ns}/{metric}: an AWS namespace or the function's own",
                       ns.startswith("AWS/"), ns)
-    undelivered = [a for a, metric, dims in own if metric == "Events"]
-    counted = {dims.get("Outcome") for a, metric, dims in own if metric == "Events"}
+    undelivered = [a for a, metric, dims in own if metric == "Events" and a.get("Metrics")]
+    counted = {dims.get("Outcome") for a, metric, dims in own if metric == "Events" and a.get("Metrics")}
     check("an alarm on undelivered pages: refused, failed and rejected events",
           len({id(a) for a in undelivered}) == 1 and {"refused", "failed", "rejected"} <= counted, str(counted))
+    key_refused = [a for a, metric, dims in own if metric == "Events" and dims == {"Outcome": "key_refused"}]
+    check("an alarm on a refused routing key, at the first one",
+          len(key_refused) == 1 and key_refused[0]["Threshold"] == 1 and key_refused[0]["Period"] <= 60)
+    retrying = [a for a, metric, dims in own if metric == "Events" and dims == {"Outcome": "retrying"}]
+    check("an alarm on sustained retrying (15 minutes on end)",
+          len(retrying) == 1 and retrying[0]["Period"] * retrying[0]["EvaluationPeriods"] >= 900
+          and retrying[0].get("DatapointsToAlarm") == retrying[0]["EvaluationPeriods"])
+    refused_requests = [a for a, metric, dims in own if metric == "RequestsRefused" and dims == {}]
+    check("an alarm on requests refused whole (wrong token or route, bad bodies), within minutes",
+          len(refused_requests) == 1 and refused_requests[0]["Period"] <= 300)
     late = [a for a, metric, dims in own if metric == "QueueWait"]
     check("an alarm on pages waiting too long (QueueWait over 5 minutes)",
           len(late) == 1 and late[0]["Threshold"] == 300000 and late[0]["Statistic"] == "Maximum")
@@ -402,6 +412,10 @@ def check_metrics(cfn, functions, alarms):
                        and (stat is None or r[4] == stat) for r in refs)
         check(f"dashboard ({mode}): events by outcome per route",
               graphs(namespace, "Events", {"Outcome": None, "Route": None}))
+        check(f"dashboard ({mode}): requests refused whole, by reason",
+              graphs(namespace, "RequestsRefused", {"Reason": None}))
+        check(f"dashboard ({mode}): refused routing keys",
+              graphs(namespace, "Events", {"Outcome": "key_refused"}))
         for stat in ("p50", "p99"):
             check(f"dashboard ({mode}): PagerDuty latency {stat}", graphs(namespace, "PagerDutyLatency", {}, stat))
         functions_here = ["WebhookFunction"] + (["DispatcherFunction"] if queue_mode else [])

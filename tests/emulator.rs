@@ -18,6 +18,7 @@ const EVENT_FILES: &[(&str, i64)] = &[
     ("nodata.json", 202),
     ("test-button.json", 202),
     ("empty-object.json", 202),
+    ("mixed-body.json", 202),
     ("malformed-body.json", 400),
     ("bad-base64.json", 400),
     ("no-token.json", 401),
@@ -118,9 +119,10 @@ async fn every_event_file_answers_what_its_name_says_and_nothing_leaks_at_trace(
     let actions: Vec<&str> = accepted.iter().map(|a| a.event_action.as_str()).collect();
     assert_eq!(
         actions,
-        ["trigger", "resolve", "trigger", "trigger", "trigger"],
-        "alert, recovery, nodata, the test button and an empty object"
+        ["trigger", "resolve", "trigger", "trigger", "trigger", "trigger"],
+        "alert, recovery, nodata, the test button, an empty object and the mixed body's alert"
     );
+    assert_eq!(accepted[5].dedup_key, "mixed-body-disk-share");
     assert!(
         accepted[1].resolved_open_alert,
         "the recovery closed the alert"
@@ -138,13 +140,27 @@ async fn every_event_file_answers_what_its_name_says_and_nothing_leaks_at_trace(
         output.contains(r#""level":"TRACE""#) || output.contains(r#""level":"DEBUG""#),
         "the function logged below INFO, so the check below can see a leak: {output}"
     );
-    // The metric lines reach stdout through the runtime loop: the five delivered events
-    // and the received ones (the malformed bodies and the tokenless request never get
-    // that far).
+    // The metric lines reach stdout through the runtime loop: the six delivered events,
+    // the mixed body's rejected recovery and the received ones; the malformed bodies and
+    // the tokenless request, refused whole, by their reasons.
     let counts = events_by_outcome(&output);
     assert_eq!(
         counts,
-        [("delivered".to_owned(), 5), ("received".to_owned(), 5)].into(),
+        [
+            ("delivered".to_owned(), 6),
+            ("received".to_owned(), 7),
+            ("rejected".to_owned(), 1)
+        ]
+        .into(),
+        "{output}"
+    );
+    assert_eq!(
+        support::emf::refused_requests(&support::emf::metric_lines(&output)),
+        [
+            ("bad_request".to_owned(), 2),
+            ("unauthorized".to_owned(), 1)
+        ]
+        .into(),
         "{output}"
     );
     let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
@@ -277,4 +293,79 @@ async fn queue_mode_through_the_runtime_loop_webhook_then_sqs_batch() {
     assert_no_secret_in(&w, &answers);
     assert_no_secret_in(&w, &[&output]);
     w.finish(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqs_that_never_answers_still_gets_both_entry_points_answered_in_time() {
+    let w = world().await;
+    let queues = w.moto.create_queues(30, 1000).await;
+    // Two events on the queue, put there through a working SQS.
+    let working = w.app(AppOptions {
+        queue: Some(QueueOptions::new(&queues)),
+        ..AppOptions::default()
+    });
+    let body = json!([
+        {"df_status": "critical", "df_title": "disk full", "df_monitor_checker_event_ref": "stall-1"},
+        {"df_status": "ok", "df_title": "disk full", "df_monitor_checker_event_ref": "stall-1"}
+    ]);
+    let queued = call(
+        &working,
+        &with_body(w.event("alert.json"), &body.to_string()),
+    )
+    .await;
+    assert_eq!(queued.status, 202, "{}", queued.text);
+
+    // The function's SQS accepts connections and never answers; Lambda's deadline is 6 s.
+    let stalled = Stalled::start();
+    let mut env = function_env(&w);
+    env.push(("DELIVERY_QUEUE_URL", queues.url.clone()));
+    env.push(("DEAD_LETTER_QUEUE_URL", queues.dlq.clone()));
+    env.push(("AWS_ENDPOINT_URL_SQS", stalled.endpoint.clone()));
+    env.push(("AWS_LAMBDA_FUNCTION_TIMEOUT", "6".into()));
+    let emulator = Emulator::start(BOOTSTRAP, &env);
+
+    // The webhook: Guance gets a 503 with Retry-After before the deadline, not a timeout.
+    let started = std::time::Instant::now();
+    let answer = emulator
+        .invoke(&event_with_test_token(&w, "alert.json"))
+        .await;
+    let took = started.elapsed();
+    let (status, reply) = response(&answer, "alert, SQS stalled");
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(reply["error"], "queue_unavailable");
+    assert!(answer["headers"]["retry-after"].is_string(), "{answer}");
+    assert!(took < std::time::Duration::from_secs(6), "{took:?}");
+
+    // The dispatcher: PagerDuty is down, the backoffs cannot be set; it still returns
+    // its batchItemFailures before the deadline instead of timing out.
+    w.standin.set_outage(true);
+    let source = support::event_source::EventSource::new(w.moto.sqs(), &queues.url).await;
+    let messages = source.receive(1).await;
+    assert_eq!(messages.len(), 2);
+    let started = std::time::Instant::now();
+    let answer = emulator.invoke(&source.sqs_event(&messages)).await;
+    let took = started.elapsed();
+    let failed: Vec<&str> = answer["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a batch response: {answer}"))
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap())
+        .collect();
+    let ids: Vec<&str> = messages.iter().map(|m| m.message_id().unwrap()).collect();
+    assert_eq!(failed, ids, "both come back");
+    assert!(took < std::time::Duration::from_secs(6), "{took:?}");
+
+    let output = emulator.output();
+    assert_eq!(
+        events_by_outcome(&output),
+        [
+            ("failed".to_owned(), 1),
+            ("received".to_owned(), 1),
+            ("retrying".to_owned(), 1)
+        ]
+        .into(),
+        "the lost page and the waiting ones are counted: {output}"
+    );
+    assert_no_secret_in(&w, &[&output, &answer.to_string()]);
+    w.finish(&[&queued]);
 }

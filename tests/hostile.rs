@@ -7,10 +7,12 @@ use base64::Engine;
 use serde_json::{json, Value};
 use support::*;
 
-/// What a case must produce: an error status and code, or `sent` events accepted whole.
+/// What a case must produce: an error status and code, `sent` events accepted whole, or
+/// `sent` events taken and `not_taken` answered with their reason.
 enum Expect {
     Error(i64, &'static str),
     Sent(usize),
+    Partial { sent: usize, not_taken: usize },
 }
 
 fn alert_body() -> Value {
@@ -238,7 +240,10 @@ async fn hostile_inputs_get_a_clear_answer_and_lose_nothing() {
                 ok(),
                 &format!("[{}, {{\"df_status\":\"ok\"}}]", alert_body()),
             ),
-            Expect::Error(400, "untranslatable_event"),
+            Expect::Partial {
+                sent: 1,
+                not_taken: 1,
+            },
         ),
         (
             "PUT instead of POST",
@@ -306,6 +311,18 @@ async fn hostile_inputs_get_a_clear_answer_and_lose_nothing() {
                 assert_eq!(accepted, n, "{name}: delivered whole");
                 let results = a.body["results"].as_array().unwrap();
                 assert!(results.iter().all(|r| r["outcome"] == "sent"), "{name}");
+            }
+            Expect::Partial { sent, not_taken } => {
+                assert_eq!(a.status, 202, "{name}: {}", a.text);
+                assert_eq!(accepted, sent, "{name}");
+                assert_eq!(a.body["not_taken"], not_taken, "{name}");
+                let results = a.body["results"].as_array().unwrap();
+                let rejected = results.iter().filter(|r| r["outcome"] == "rejected");
+                assert_eq!(rejected.clone().count(), not_taken, "{name}");
+                assert!(
+                    rejected.clone().all(|r| r["reason"].as_str().is_some()),
+                    "{name}: each says why"
+                );
             }
         }
         answers.push(a);

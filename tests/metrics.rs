@@ -75,7 +75,8 @@ async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
     .await;
     let mut all_lines = Vec::new();
 
-    // Direct delivery: delivered, refused, failed (and the event after it), rejected.
+    // Direct delivery: delivered, refused, failed (and the event after it), rejected
+    // (while the rest of its body is delivered), key refused.
     let direct = Memory::default();
     let app = w.app(AppOptions {
         metrics: direct.clone(),
@@ -107,12 +108,25 @@ async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
     );
     let unresolvable = json!({"df_status": "ok", "df_title": "no id"});
     assert_eq!(
-        call(&app, &post(&w, None, &[alert(5), unresolvable]))
+        call(&app, &post(&w, None, &[alert(5), unresolvable.clone()]))
             .await
             .status,
+        202
+    );
+    assert_eq!(
+        call(&app, &post(&w, None, &[unresolvable])).await.status,
         400
     );
-    // Refused before any event is read: not counted, and no route from the request.
+    // The default route's integration is deleted: the last direct-mode call.
+    w.standin.revoke_key(&w.routing_key);
+    assert_eq!(
+        call(&app, &post(&w, None, &[alert(9), recovery(9)]))
+            .await
+            .status,
+        503
+    );
+    // Refused before any event is read: no event counted, no route from the request,
+    // the request counted by its reason.
     assert_eq!(
         call(&app, &post(&w, Some("nope"), &[alert(6)]))
             .await
@@ -128,25 +142,54 @@ async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
         .status,
         401
     );
+    let mut too_large = post(&w, None, &[alert(8)]);
+    too_large["body"] = json!("x".repeat((1 << 20) + 1));
+    assert_eq!(call(&app, &too_large).await.status, 413);
+    assert_eq!(
+        call(&app, &with_body(post(&w, None, &[]), "{not json"))
+            .await
+            .status,
+        400
+    );
     let lines = direct.lines();
     assert_eq!(
         totals(&lines),
         expect(&[
-            ("/", "received", 2 + 1 + 2 + 2),
-            ("/", "delivered", 2),
+            ("/", "received", 2 + 1 + 2 + 2 + 1 + 2),
+            ("/", "delivered", 3),
             ("/", "refused", 1),
-            ("/", "failed", 2),
+            ("/", "failed", 2 + 1),
             ("/", "rejected", 2),
+            ("/", "key_refused", 1),
             ("/payments", "received", 1),
             ("/payments", "delivered", 1),
         ])
     );
+    let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
+    assert_eq!(
+        support::emf::refused_requests(&texts),
+        [
+            ("bad_request", 1),
+            ("not_found", 1),
+            ("payload_too_large", 1),
+            ("unauthorized", 1)
+        ]
+        .into_iter()
+        .map(|(reason, n)| (reason.to_owned(), n))
+        .collect(),
+        "every request refused whole is counted by its reason"
+    );
     let latency = samples(&lines, "delivered", "PagerDutyLatency");
-    assert_eq!(latency.len(), 3, "one latency sample per delivered event");
+    assert_eq!(latency.len(), 4, "one latency sample per delivered event");
     assert_eq!(
         samples(&lines, "failed", "PagerDutyAttempts"),
         [8],
         "all 8 attempts"
+    );
+    assert_eq!(
+        samples(&lines, "key_refused", "PagerDutyAttempts"),
+        [1],
+        "a refused key is not retried"
     );
     assert_eq!(
         samples(&lines, "refused", "PagerDutyAttempts"),

@@ -16,7 +16,12 @@ for f in events/*.json; do
 done
 cp tests/fixtures/contract-example-alert.json fuzz/corpus/body_to_outcome/seed-contract-example.json
 
+# A target that does not build fails the run here, before any fuzzing time is spent.
+echo "== building the fuzz targets"
+cargo fuzz build --release
+
 summary=()
+failed=0
 for target in body_to_outcome handler; do
   log=$(mktemp)
   echo "== fuzzing $target for ${seconds}s"
@@ -24,10 +29,19 @@ for target in body_to_outcome handler; do
   cargo fuzz run --release "$target" "fuzz/corpus/$target" -- \
     -max_total_time="$seconds" -max_len=1100000 -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1 || status=$?
   execs=$(grep -m1 "stat::number_of_executed_units" "$log" | awk "{print \$2}" || true)
-  crashes=$( (ls fuzz/artifacts/"$target"/crash-* fuzz/artifacts/"$target"/oom-* fuzz/artifacts/"$target"/timeout-* 2>/dev/null || true) | wc -l)
+  # What this run found (artifacts newer than its log), not what an earlier run left.
+  crashes=$(find fuzz/artifacts/"$target" -type f -newer "$log" 2>/dev/null | wc -l)
   tail -n 5 "$log"
   summary+=("$target: ${execs:-?} executions, $crashes crashes/ooms/timeouts, exit $status")
-  [ "$status" -eq 0 ] || { echo "== $target failed; its log:"; tail -n 60 "$log"; }
+  if [ "$status" -ne 0 ] || [ "$crashes" -ne 0 ] || [ -z "$execs" ]; then
+    failed=1
+    echo "== $target failed; its log:"
+    tail -n 60 "$log"
+  fi
 done
 echo
 printf '%s\n' "${summary[@]}"
+if [ "$failed" -ne 0 ]; then
+  echo "make fuzz: a target failed, crashed or ran nothing; reproduce with: cargo fuzz run <target> fuzz/artifacts/<target>/<file>" >&2
+  exit 1
+fi

@@ -21,6 +21,8 @@ try:
     }
     secret = session.client("secretsmanager").get_secret_value(SecretId=outputs["SecretArn"])
     token = json.loads(secret["SecretString"])["webhook_token"]
+    # During a rotation the secret lists several; the first is the one to give Guance.
+    token = token if isinstance(token, str) else token[0]
 except NoCredentialsError:
     sys.exit("webhook-url: no AWS credentials found. Configure them (aws configure, AWS_PROFILE or "
              "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) for the account the stack is in, then run again.")

@@ -15,6 +15,7 @@
 mod support;
 
 mod network;
+mod sqs_calls;
 
 use support::{event_source, pagerduty};
 
@@ -23,7 +24,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -297,7 +298,8 @@ type Spawn<'a> = dyn Fn(u16, &[(&str, &str)]) -> std::process::Child + 'a;
 /// dispatcher process (the same binary) is fed by a local event source mapping (long
 /// poll, invoke, delete) and delivers it. One event at a time, so each figure is one
 /// event's latency through an empty queue, not a throughput. Returns, per measured event,
-/// the webhook's answer time and the time from the webhook call to PagerDuty receiving it.
+/// the webhook's answer time and the time from the webhook call to PagerDuty receiving it,
+/// and the functions' SQS calls per event, by operation.
 async fn queue_run(
     spawn_with: &Spawn<'_>,
     extra_env: &[(&str, &str)],
@@ -306,12 +308,13 @@ async fn queue_run(
     (alert, recovery): (&Value, &Value),
     warmup: usize,
     measured: usize,
-) -> (Vec<Duration>, Vec<Duration>) {
+) -> (Vec<Duration>, Vec<Duration>, Vec<(String, f64)>) {
     let queues = moto.create_queues(30, 1000).await;
+    let sqs_calls = sqs_calls::SqsCalls::start(&moto.endpoint).await;
     let mut queue_env = vec![
         ("DELIVERY_QUEUE_URL", queues.url.as_str()),
         ("DEAD_LETTER_QUEUE_URL", queues.dlq.as_str()),
-        ("AWS_ENDPOINT_URL_SQS", moto.endpoint.as_str()),
+        ("AWS_ENDPOINT_URL_SQS", sqs_calls.endpoint.as_str()),
     ];
     queue_env.extend_from_slice(extra_env);
     let webhook_api = runtime_api().await;
@@ -347,6 +350,7 @@ async fn queue_run(
     };
     let (mut queue_accept, mut queue_to_pagerduty) = (Vec::new(), Vec::new());
     let taken_before = standin.accepted().len();
+    let mut calls_before = BTreeMap::new();
     for n in 0..warmup + measured {
         let event = unique(if n % 2 == 0 { alert } else { recovery }, n);
         let t0 = Instant::now();
@@ -370,6 +374,9 @@ async fn queue_run(
             );
             tokio::time::sleep(Duration::from_micros(200)).await;
         };
+        if n + 1 == warmup {
+            calls_before = sqs_calls.counts();
+        }
         if n >= warmup {
             queue_accept.push(accepted);
             queue_to_pagerduty.push(arrived - t0);
@@ -387,9 +394,18 @@ async fn queue_run(
         let _ = child.kill();
         let _ = child.wait();
     }
+    let per_event: Vec<(String, f64)> = sqs_calls
+        .counts()
+        .into_iter()
+        .map(|(operation, n)| {
+            let before = calls_before.get(&operation).copied().unwrap_or(0);
+            (operation, (n - before) as f64 / measured.max(1) as f64)
+        })
+        .filter(|(_, per)| *per > 0.0)
+        .collect();
     queue_accept.sort();
     queue_to_pagerduty.sort();
-    (queue_accept, queue_to_pagerduty)
+    (queue_accept, queue_to_pagerduty, per_event)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -571,7 +587,7 @@ async fn main() {
     let moto = support::Moto::start();
     const QUEUE_WARMUP: usize = 10;
     let queue_invocations = (invocations / 4).max(50);
-    let (queue_accept, queue_to_pagerduty) = queue_run(
+    let (queue_accept, queue_to_pagerduty, sqs_per_event) = queue_run(
         &spawn_with,
         &[],
         &moto,
@@ -655,7 +671,7 @@ async fn main() {
         Duration::from_secs_f64(tls_guide["first_event_done_s"].as_f64().unwrap_or(0.0));
 
     // Queue mode over the same path: SQS stays on loopback (in AWS it is in the region).
-    let (tls_queue_accept, tls_queue_to_pagerduty) = queue_run(
+    let (tls_queue_accept, tls_queue_to_pagerduty, _) = queue_run(
         &spawn_with,
         &tls_env,
         &moto,
@@ -795,6 +811,21 @@ events, alerts and recoveries alternating.
 | queue mode: webhook to answer (one `SendMessageBatch`) | {qa50:.2} ms | {qa99:.2} ms |
 | queue mode: webhook call to PagerDuty's 202 (queue, poll, dispatcher, POST) | {qp50:.2} ms | {qp99:.2} ms |
 
+The functions' SQS calls per event, counted by a proxy in front of moto
+(`examples/bench-e2e/sqs_calls.rs`; the event source mapping's own receive and delete are
+Lambda's, not counted here):
+
+| SQS operation | calls per event |
+|---|---|
+{sqs_rows}
+
+`DeleteMessageBatch` is the dispatcher deleting each record as soon as PagerDuty has
+taken it, before it sends the next, so that a crash or timeout later in the batch never
+sends it again: the extra SQS call per event that delete-as-delivered costs (the mapping
+still deletes the batch after the invocation, a no-op for records already gone). With
+one event at a time each batch holds one record; in a backlog a batch holds up to ten and
+the same one delete per delivered record applies.
+
 What this shows and what it does not: the webhook's answer in queue mode costs one SQS
 call instead of one PagerDuty call, here both on loopback, where moto (Python) is slower
 than the stand-in; in AWS, SQS is in the same region and PagerDuty is not, so queue mode
@@ -883,6 +914,11 @@ What that means at other distances (same round trips, plus what each spent local
         guide_pair_accepted = guide_pair_accepted.len(),
         guide_pair_statuses = guide_pair["statuses"],
         queue_warmup = QUEUE_WARMUP,
+        sqs_rows = sqs_per_event
+            .iter()
+            .map(|(operation, per)| format!("| `{operation}` | {per:.2} |"))
+            .collect::<Vec<_>>()
+            .join("\n"),
         p50_ms = us(p50) / 1e3,
         p99_ms = us(p99) / 1e3,
         qa50 = us(qa50) / 1e3,

@@ -1,34 +1,7 @@
 //! Any bytes as a webhook body: parse, translate and encode must never panic, and every
-//! event they produce must be one PagerDuty accepts.
+//! event they produce must be one PagerDuty accepts (`fuzz/checks/body_to_outcome.rs`).
 #![no_main]
 
-use guance_pagerduty::pagerduty::{MAX_BODY_BYTES, MAX_DEDUP_KEY_CHARS, MAX_SUMMARY_CHARS};
-use guance_pagerduty::{parse_body, translate, InfoEvents, Outcome, Settings, Severity};
-use libfuzzer_sys::fuzz_target;
+include!("../checks/body_to_outcome.rs");
 
-const ROUTING_KEY: &str = "R0UT1NGKEY0123456789abcdefghijkl";
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(events) = parse_body(data) else { return };
-    let settings = [
-        Settings::default(),
-        Settings {
-            nodata_severity: Severity::Info,
-            unknown_status_severity: Severity::Critical,
-            info_events: InfoEvents::Drop,
-        },
-    ];
-    for event in &events {
-        for settings in &settings {
-            if let Outcome::Send(pd) = translate(event, settings).outcome {
-                let body = pd.encode(ROUTING_KEY).expect("a built event always fits");
-                assert!(body.len() <= MAX_BODY_BYTES);
-                assert!(pd.payload.summary.chars().count() <= MAX_SUMMARY_CHARS);
-                assert!(!pd.payload.source.trim().is_empty());
-                assert!(!pd.dedup_key.is_empty() && pd.dedup_key.chars().count() <= MAX_DEDUP_KEY_CHARS);
-                let reparsed: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
-                assert_eq!(reparsed["routing_key"], ROUTING_KEY);
-            }
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body_to_outcome(data));

@@ -1,6 +1,7 @@
 //! The PagerDuty client: send one encoded event, classify the answer, retry what PagerDuty
 //! says may be retried, within the invocation's deadline.
 
+use crate::pagerduty::refuses_routing_key;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
@@ -40,8 +41,11 @@ pub enum Delivery {
         dedup_key: Option<String>,
         status: u16,
     },
-    /// PagerDuty refused it for good; sending it again would not help.
+    /// PagerDuty refused the event for good; sending it again would not help.
     Refused { status: u16, errors: Vec<String> },
+    /// PagerDuty refused the routing key (deleted or mistyped integration): the event is
+    /// fine and is taken once the secret holds the right key.
+    KeyRefused { status: u16, errors: Vec<String> },
     /// Every attempt failed in a way worth retrying, and time or attempts ran out.
     GaveUp {
         last_failure: String,
@@ -246,7 +250,11 @@ fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Attempt {
                     }),
                 );
             }
-            Attempt::Done(Delivery::Refused { status, errors })
+            if refuses_routing_key(status, &errors) {
+                Attempt::Done(Delivery::KeyRefused { status, errors })
+            } else {
+                Attempt::Done(Delivery::Refused { status, errors })
+            }
         }
     }
 }
@@ -335,6 +343,11 @@ mod tests {
             ),
             (404, r#"{"message":"Not found"}"#, "refused 404 Not found"),
             (
+                400,
+                r#"{"status":"invalid event","message":"Event object is invalid","errors":["Invalid routing key"]}"#,
+                "key refused 400 Invalid routing key",
+            ),
+            (
                 413,
                 "",
                 "refused 413 PagerDuty refused the event with HTTP 413",
@@ -352,6 +365,9 @@ mod tests {
                 }
                 Attempt::Done(Delivery::Refused { status, errors }) => {
                     format!("refused {status} {}", errors.join(";"))
+                }
+                Attempt::Done(Delivery::KeyRefused { status, errors }) => {
+                    format!("key refused {status} {}", errors.join(";"))
                 }
                 Attempt::Retry { status, .. } => format!("retry {}", status.unwrap_or(0)),
                 Attempt::Done(other) => panic!("{other:?}"),

@@ -24,8 +24,12 @@ pub const PAGERDUTY_LATENCY: &str = "PagerDutyLatency";
 pub const PAGERDUTY_ATTEMPTS: &str = "PagerDutyAttempts";
 /// Queue mode: time from SQS taking an event to the dispatcher finishing with it.
 pub const QUEUE_WAIT: &str = "QueueWait";
+/// Requests refused whole before any event in them was counted (a wrong token, an
+/// unknown route, a body too large or unreadable), by `Reason`, the answer's error code.
+pub const REQUESTS_REFUSED: &str = "RequestsRefused";
 pub const ROUTE: &str = "Route";
 pub const OUTCOME: &str = "Outcome";
+pub const REASON: &str = "Reason";
 
 /// EMF takes at most 100 values per metric in one line.
 const MAX_VALUES_PER_LINE: usize = 100;
@@ -36,8 +40,9 @@ const MAX_VALUES_PER_LINE: usize = 100;
 pub enum Outcome {
     /// In the body of an authenticated request to a known route.
     Received,
-    /// Refused with its whole request (400: an event that cannot be translated). Guance
-    /// does not send it again: the page is lost unless someone fixes the monitor.
+    /// Not taken: an event that cannot be translated (a recovery with nothing to match),
+    /// answered as such in the per-event results while the rest of its body goes on.
+    /// Guance does not send it again: the page is lost unless someone fixes the monitor.
     Rejected,
     /// On the delivery queue (queue mode's webhook).
     Queued,
@@ -50,6 +55,10 @@ pub enum Outcome {
     Failed,
     /// Queue mode: the attempt failed; the event waits in the queue for the next one.
     Retrying,
+    /// PagerDuty refused the routing key (a deleted or mistyped integration): a
+    /// configuration fault. In queue mode the event waits in its lane until the secret is
+    /// fixed; in direct mode Guance was answered 503.
+    KeyRefused,
     /// Deliberately not sent (info events set to drop).
     Dropped,
     /// `DRY_RUN`: translated and logged, not sent.
@@ -57,7 +66,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Received,
         Outcome::Rejected,
         Outcome::Queued,
@@ -65,6 +74,7 @@ impl Outcome {
         Outcome::Refused,
         Outcome::Failed,
         Outcome::Retrying,
+        Outcome::KeyRefused,
         Outcome::Dropped,
         Outcome::DryRun,
     ];
@@ -78,6 +88,7 @@ impl Outcome {
             Outcome::Refused => "refused",
             Outcome::Failed => "failed",
             Outcome::Retrying => "retrying",
+            Outcome::KeyRefused => "key_refused",
             Outcome::Dropped => "dropped",
             Outcome::DryRun => "dry_run",
         }
@@ -99,13 +110,21 @@ struct Samples {
     queue_wait_ms: Vec<u64>,
 }
 
-/// One invocation's counts and samples, by route and outcome.
+/// One invocation's counts and samples, by route and outcome, and its refused requests
+/// by reason.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tally {
     groups: BTreeMap<(String, Outcome), Samples>,
+    refused_requests: BTreeMap<&'static str, u64>,
 }
 
 impl Tally {
+    /// A whole request was refused for `reason` (a fixed error code, so the dimension
+    /// stays bounded) before any of its events was counted.
+    pub fn refused_request(&mut self, reason: &'static str) {
+        *self.refused_requests.entry(reason).or_default() += 1;
+    }
+
     /// `events` events of `route` ended (or arrived) as `outcome`.
     pub fn count(&mut self, route: &str, outcome: Outcome, events: u64) {
         if events > 0 {
@@ -216,6 +235,21 @@ pub fn is_valid_namespace(namespace: &str) -> bool {
 /// routes. Samples beyond EMF's 100 values per line continue on further lines.
 pub fn render(namespace: &str, timestamp_ms: u64, tally: &Tally, request_id: &str) -> Vec<String> {
     let mut lines = Vec::new();
+    for (reason, count) in &tally.refused_requests {
+        lines.push(
+            json!({
+                REQUESTS_REFUSED: count,
+                REASON: reason,
+                "request_id": request_id,
+                "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
+                    "Namespace": namespace,
+                    "Dimensions": [[REASON], []],
+                    "Metrics": [{"Name": REQUESTS_REFUSED, "Unit": "Count"}],
+                }]},
+            })
+            .to_string(),
+        );
+    }
     for ((route, outcome), samples) in &tally.groups {
         let longest = samples
             .latency_ms
@@ -334,6 +368,20 @@ mod tests {
             1
         );
         assert!(dropped.get("PagerDutyLatency").is_none());
+    }
+
+    #[test]
+    fn a_refused_request_is_one_line_by_reason() {
+        let mut tally = Tally::default();
+        tally.refused_request("unauthorized");
+        tally.refused_request("unauthorized");
+        let lines = parsed(&render("ns", 7, &tally, "r"));
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0][REQUESTS_REFUSED], 2);
+        assert_eq!(lines[0][REASON], "unauthorized");
+        let directive = &lines[0]["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Dimensions"], json!([["Reason"], []]));
+        assert_eq!(directive["Namespace"], "ns");
     }
 
     #[test]

@@ -8,12 +8,15 @@
 
 use crate::pagerduty::{PagerDutyEvent, MAX_BODY_BYTES};
 use crate::secret::route_path;
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    SendMessageBatchRequestEntry,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// SQS's largest message, and largest `SendMessageBatch` (the sum of its bodies).
 pub const SQS_MAX_MESSAGE_BYTES: usize = 1_048_576;
@@ -83,7 +86,7 @@ impl QueuedEvent {
     }
 
     fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        sqs_safe(serde_json::to_string(self).unwrap_or_default())
     }
 
     /// Reads a message: a queued event, or a dead-letter message moved back to the queue
@@ -120,6 +123,31 @@ pub struct DeadLetter<'a> {
     pub message_id: &'a str,
 }
 
+/// SQS takes only these characters in a message body (#x9, #xA, #xD, #x20 to #xD7FF,
+/// #xE000 to #xFFFD, #x10000 to #x10FFFF) and refuses the whole message otherwise.
+fn is_sqs_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// A JSON text with every character SQS refuses written as a `\u` escape: the same JSON
+/// value, in a body SQS takes. serde_json escapes control characters itself but writes
+/// U+FFFE and U+FFFF as they are; in its output they stand only inside strings, where an
+/// escape means the same character.
+pub fn sqs_safe(json: String) -> String {
+    if json.chars().all(is_sqs_char) {
+        return json;
+    }
+    let mut safe = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if is_sqs_char(c) {
+            safe.push(c);
+        } else {
+            safe.push_str(&format!("\\u{:04x}", u32::from(c)));
+        }
+    }
+    safe
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -142,6 +170,12 @@ fn visibility_seconds(delay: Duration) -> i32 {
     seconds.min(43_200) as i32
 }
 
+/// SQS answers in milliseconds; an attempt that takes longer is stuck (a connection that
+/// was accepted and never answered), and the SDK's retry takes over. Every call is also
+/// bounded by the caller's deadline, which is what keeps an invocation's answer in time.
+const SQS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+const SQS_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// An SQS FIFO queue.
 #[derive(Clone)]
 pub struct FifoQueue {
@@ -150,14 +184,39 @@ pub struct FifoQueue {
     max_message_bytes: usize,
 }
 
+/// `future` unless `deadline` comes first.
+async fn by<T>(
+    deadline: Instant,
+    future: impl std::future::Future<Output = Result<T, QueueError>>,
+) -> Result<T, QueueError> {
+    tokio::time::timeout_at(deadline.into(), future)
+        .await
+        .unwrap_or_else(|_| {
+            Err(QueueError(
+                "SQS did not answer before the invocation's deadline".to_owned(),
+            ))
+        })
+}
+
 impl FifoQueue {
+    /// `client` with this adapter's attempt and operation timeouts, whatever it had.
     pub fn new(
         client: aws_sdk_sqs::Client,
         url: impl Into<String>,
         max_message_bytes: usize,
     ) -> Self {
+        let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(SQS_ATTEMPT_TIMEOUT)
+            .operation_attempt_timeout(SQS_ATTEMPT_TIMEOUT)
+            .operation_timeout(SQS_OPERATION_TIMEOUT)
+            .build();
+        let config = client
+            .config()
+            .to_builder()
+            .timeout_config(timeouts)
+            .build();
         FifoQueue {
-            client,
+            client: aws_sdk_sqs::Client::from_conf(config),
             url: url.into(),
             max_message_bytes: max_message_bytes.min(SQS_MAX_MESSAGE_BYTES),
         }
@@ -167,14 +226,23 @@ impl FifoQueue {
         &self.url
     }
 
-    /// Queues `events` in their order; `Ok` only once SQS has accepted every one.
+    /// Queues `events` in their order; `Ok` only once SQS has accepted every one, by
+    /// `deadline`.
     ///
     /// A batch never holds two events for the same PagerDuty alert (route and
     /// `dedup_key`), and the next batch is sent only once SQS accepted the whole batch
     /// before it. SQS may refuse some entries of a batch and take the rest; the refused
     /// ones are sent again behind them, which can reorder only events of different
     /// alerts, and PagerDuty cares for order only within one alert.
-    pub async fn enqueue(&self, events: Vec<QueuedEvent>) -> Result<(), QueueError> {
+    pub async fn enqueue(
+        &self,
+        events: Vec<QueuedEvent>,
+        deadline: Instant,
+    ) -> Result<(), QueueError> {
+        by(deadline, self.enqueue_all(events)).await
+    }
+
+    async fn enqueue_all(&self, events: Vec<QueuedEvent>) -> Result<(), QueueError> {
         let mut messages: Vec<(QueuedEvent, String)> = events
             .into_iter()
             .map(|mut queued| {
@@ -248,7 +316,15 @@ impl FifoQueue {
 
     /// Sets how long each received message (by receipt handle) stays hidden: the
     /// dispatcher's backoff before it is tried again.
-    pub async fn delay_retries(&self, retries: &[(String, Duration)]) -> Result<(), QueueError> {
+    pub async fn delay_retries(
+        &self,
+        retries: &[(String, Duration)],
+        deadline: Instant,
+    ) -> Result<(), QueueError> {
+        by(deadline, self.change_visibility(retries)).await
+    }
+
+    async fn change_visibility(&self, retries: &[(String, Duration)]) -> Result<(), QueueError> {
         for chunk in retries.chunks(MAX_BATCH_ENTRIES) {
             let entries = chunk
                 .iter()
@@ -281,18 +357,69 @@ impl FifoQueue {
         Ok(())
     }
 
-    /// Puts one message on this (dead-letter) queue, in `group`, once per `dedup_id`.
-    pub async fn send(&self, body: String, group: &str, dedup_id: &str) -> Result<(), QueueError> {
-        self.client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(body)
-            .message_group_id(group)
-            .message_deduplication_id(dedup_id)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| QueueError(describe_sdk_error(&e)))
+    /// Deletes received messages (by receipt handle), at most ten: the dispatcher's
+    /// records as PagerDuty takes them, so that a crash later in the batch never sends
+    /// them again.
+    pub async fn delete(
+        &self,
+        receipt_handles: &[String],
+        deadline: Instant,
+    ) -> Result<(), QueueError> {
+        let entries = receipt_handles
+            .iter()
+            .take(MAX_BATCH_ENTRIES)
+            .enumerate()
+            .map(|(i, receipt_handle)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt_handle)
+                    .build()
+                    .map_err(|e| QueueError(format!("cannot build an SQS entry: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let call = async {
+            let output = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| QueueError(describe_sdk_error(&e)))?;
+            match output.failed().first() {
+                Some(first) => Err(QueueError(format!(
+                    "SQS did not delete {} message(s) ({})",
+                    output.failed().len(),
+                    first.code()
+                ))),
+                None => Ok(()),
+            }
+        };
+        by(deadline, call).await
+    }
+
+    /// Puts one message (JSON) on this (dead-letter) queue, in `group`, once per
+    /// `dedup_id`, by `deadline`.
+    pub async fn send(
+        &self,
+        json: String,
+        group: &str,
+        dedup_id: &str,
+        deadline: Instant,
+    ) -> Result<(), QueueError> {
+        let call = async {
+            self.client
+                .send_message()
+                .queue_url(&self.url)
+                .message_body(sqs_safe(json))
+                .message_group_id(group)
+                .message_deduplication_id(dedup_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| QueueError(describe_sdk_error(&e)))
+        };
+        by(deadline, call).await
     }
 }
 
@@ -441,6 +568,36 @@ mod tests {
         );
         let error = QueuedEvent::decode(r#"{"secret": "SECRET"}"#).unwrap_err();
         assert!(!error.contains("SECRET"), "{error}");
+    }
+
+    #[test]
+    fn characters_sqs_refuses_are_escaped_and_the_json_is_unchanged() {
+        let mut a = queued(None, Some("e1"), EventAction::Trigger, "k");
+        a.event.payload.summary = "bad \u{FFFF} and \u{FFFE}, fine \u{FFFD} \u{10348} \u{7}".into();
+        let body = a.encode(SQS_MAX_MESSAGE_BYTES);
+        assert!(body.chars().all(is_sqs_char), "{body}");
+        assert!(
+            body.contains("\\uffff") && body.contains("\\ufffe"),
+            "{body}"
+        );
+        assert_eq!(QueuedEvent::decode(&body).unwrap(), a, "the same event");
+        for (c, allowed) in [
+            ('\u{9}', true),
+            ('\u{0}', false),
+            ('\u{1F}', false),
+            ('\u{20}', true),
+            ('\u{D7FF}', true),
+            ('\u{E000}', true),
+            ('\u{FFFD}', true),
+            ('\u{FFFE}', false),
+            ('\u{FFFF}', false),
+            ('\u{10000}', true),
+            ('\u{10FFFF}', true),
+        ] {
+            assert_eq!(is_sqs_char(c), allowed, "{:x}", u32::from(c));
+        }
+        let plain = r#"{"a":"b"}"#.to_owned();
+        assert_eq!(sqs_safe(plain.clone()), plain);
     }
 
     #[test]

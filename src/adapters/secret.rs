@@ -74,7 +74,9 @@ impl fmt::Debug for WebhookToken {
 #[derive(Debug, Clone)]
 pub struct WebhookSecrets {
     pub routing_key: RoutingKey,
-    pub webhook_token: Option<WebhookToken>,
+    /// Every token accepted: more than one while a token is being rotated, so that the
+    /// old one keeps working until Guance's notification object has the new one.
+    pub webhook_tokens: Vec<WebhookToken>,
     pub routes: BTreeMap<String, RoutingKey>,
 }
 
@@ -104,22 +106,29 @@ impl WebhookSecrets {
         if !value.starts_with('{') {
             return Ok(WebhookSecrets {
                 routing_key: RoutingKey::new(value)?,
-                webhook_token: None,
+                webhook_tokens: Vec::new(),
                 routes: BTreeMap::new(),
             });
+        }
+        /// `"webhook_token": "t"` or, during a rotation, `["new", "old"]`.
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
         }
         #[derive(serde::Deserialize)]
         struct Shape {
             routing_key: String,
             #[serde(default)]
-            webhook_token: Option<String>,
+            webhook_token: Option<OneOrMany>,
             #[serde(default)]
             routes: BTreeMap<String, String>,
         }
         // serde's messages can quote values; this one is replaced with the field at fault.
         let shape: Shape = serde_json::from_str(value).map_err(|e| {
             SecretError::Malformed(format!(
-                "the secret is JSON but not of the form {{\"routing_key\": string, \"webhook_token\": string, \"routes\": {{name: string}}}} (line {}, column {})",
+                "the secret is JSON but not of the form {{\"routing_key\": string, \"webhook_token\": string or [string], \"routes\": {{name: string}}}} (line {}, column {})",
                 e.line(),
                 e.column()
             ))
@@ -138,11 +147,27 @@ impl WebhookSecrets {
                 Ok((name.clone(), key))
             })
             .collect::<Result<_, _>>()?;
+        let webhook_tokens = match shape.webhook_token {
+            None => Vec::new(),
+            Some(OneOrMany::One(token)) => WebhookToken::new(&token).into_iter().collect(),
+            Some(OneOrMany::Many(tokens)) => tokens
+                .iter()
+                .filter_map(|token| WebhookToken::new(token))
+                .collect(),
+        };
         Ok(WebhookSecrets {
             routing_key: RoutingKey::new(&shape.routing_key)?,
-            webhook_token: shape.webhook_token.as_deref().and_then(WebhookToken::new),
+            webhook_tokens,
             routes,
         })
+    }
+
+    /// Whether `presented` is one of the tokens. Every token is compared, matched or not,
+    /// so the time taken does not say which one matched.
+    pub fn accepts_token(&self, presented: &str) -> bool {
+        self.webhook_tokens
+            .iter()
+            .fold(false, |accepted, token| token.matches(presented) | accepted)
     }
 
     /// The routing key for `POST /` (`None`) or `POST /<route>`.
@@ -184,10 +209,26 @@ pub struct SecretsManagerSource {
     secret_id: String,
 }
 
+/// Secrets Manager answers in milliseconds; an attempt that takes longer is stuck, and the
+/// SDK's retry takes over. The caller's deadline bounds the whole call as well.
+const SECRETS_MANAGER_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+const SECRETS_MANAGER_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl SecretsManagerSource {
+    /// `client` with this adapter's attempt and operation timeouts, whatever it had.
     pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
+        let timeouts = aws_sdk_secretsmanager::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(SECRETS_MANAGER_ATTEMPT_TIMEOUT)
+            .operation_attempt_timeout(SECRETS_MANAGER_ATTEMPT_TIMEOUT)
+            .operation_timeout(SECRETS_MANAGER_OPERATION_TIMEOUT)
+            .build();
+        let config = client
+            .config()
+            .to_builder()
+            .timeout_config(timeouts)
+            .build();
         SecretsManagerSource {
-            client,
+            client: aws_sdk_secretsmanager::Client::from_conf(config),
             secret_id: secret_id.into(),
         }
     }
@@ -268,15 +309,16 @@ impl<S: SecretSource> SecretCache<S> {
     }
 
     /// The cached secrets, fetched again once the TTL has passed. When that fetch
-    /// fails, the stale value is served: paging with last minute's key beats not paging.
-    pub async fn get(&self) -> Result<Arc<WebhookSecrets>, SecretError> {
+    /// fails, or does not finish by `deadline`, the stale value is served: paging with
+    /// last minute's key beats not paging.
+    pub async fn get(&self, deadline: Instant) -> Result<Arc<WebhookSecrets>, SecretError> {
         let mut state = self.state.lock().await;
         if let Some((secrets, fetched_at)) = &state.current {
             if fetched_at.elapsed() < self.ttl {
                 return Ok(Arc::clone(secrets));
             }
         }
-        match self.fetch_into(&mut state).await {
+        match self.fetch_into(&mut state, deadline).await {
             Ok(secrets) => Ok(secrets),
             Err(error) => match &state.current {
                 Some((stale, _)) => {
@@ -288,9 +330,11 @@ impl<S: SecretSource> SecretCache<S> {
         }
     }
 
-    /// Fetches again after a token mismatch, unless one such refresh happened within the
-    /// interval. `None` when refused or failed.
-    pub async fn refresh_after_mismatch(&self) -> Option<Arc<WebhookSecrets>> {
+    /// Fetches again after a webhook token mismatch (the token may have been rotated in),
+    /// unless one such refresh happened within the interval: strangers cannot make the
+    /// function hammer Secrets Manager. `None` when refused, failed or not done by
+    /// `deadline`.
+    pub async fn refresh_after_mismatch(&self, deadline: Instant) -> Option<Arc<WebhookSecrets>> {
         let mut state = self.state.lock().await;
         if let Some(last) = state.last_forced {
             if last.elapsed() < self.forced_refresh_interval {
@@ -298,10 +342,26 @@ impl<S: SecretSource> SecretCache<S> {
             }
         }
         state.last_forced = Some(Instant::now());
-        match self.fetch_into(&mut state).await {
+        self.refresh_locked(&mut state, deadline).await
+    }
+
+    /// Fetches again now, because PagerDuty refused the cached routing key (it may have
+    /// been rotated). Only PagerDuty's answers lead here, at most once per delivery, so
+    /// this is not rate-limited: a fixed secret is picked up on the next try.
+    pub async fn refresh(&self, deadline: Instant) -> Option<Arc<WebhookSecrets>> {
+        let mut state = self.state.lock().await;
+        self.refresh_locked(&mut state, deadline).await
+    }
+
+    async fn refresh_locked(
+        &self,
+        state: &mut CacheState,
+        deadline: Instant,
+    ) -> Option<Arc<WebhookSecrets>> {
+        match self.fetch_into(state, deadline).await {
             Ok(secrets) => Some(secrets),
             Err(error) => {
-                tracing::warn!(%error, "secret refresh after a token mismatch failed");
+                tracing::warn!(%error, "reading the secret again failed");
                 None
             }
         }
@@ -312,10 +372,22 @@ impl<S: SecretSource> SecretCache<S> {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    /// Asks the source and, on success, makes the answer the cached value.
-    async fn fetch_into(&self, state: &mut CacheState) -> Result<Arc<WebhookSecrets>, SecretError> {
+    /// Asks the source, giving up at `deadline`, and on success makes the answer the
+    /// cached value.
+    async fn fetch_into(
+        &self,
+        state: &mut CacheState,
+        deadline: Instant,
+    ) -> Result<Arc<WebhookSecrets>, SecretError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let secrets = Arc::new(self.source.fetch().await?);
+        let fetched = tokio::time::timeout_at(deadline.into(), self.source.fetch())
+            .await
+            .map_err(|_| {
+                SecretError::Unavailable(
+                    "Secrets Manager did not answer before the invocation's deadline".into(),
+                )
+            })?;
+        let secrets = Arc::new(fetched?);
         state.current = Some((Arc::clone(&secrets), Instant::now()));
         Ok(secrets)
     }
@@ -331,14 +403,14 @@ mod tests {
     fn secret_forms() {
         let bare = WebhookSecrets::parse(&format!("  {KEY}\n")).unwrap();
         assert_eq!(bare.routing_key.expose(), KEY);
-        assert!(bare.webhook_token.is_none() && bare.routes.is_empty());
+        assert!(bare.webhook_tokens.is_empty() && bare.routes.is_empty());
 
         let full = WebhookSecrets::parse(&format!(
             r#"{{"routing_key":"{KEY}","webhook_token":"tok","routes":{{"payments":"{}"}}}}"#,
             "P".repeat(32)
         ))
         .unwrap();
-        assert!(full.webhook_token.as_ref().unwrap().matches("tok"));
+        assert!(full.accepts_token("tok") && !full.accepts_token("tok2"));
         assert_eq!(
             full.routing_key_for(Some("payments")).unwrap().expose(),
             "P".repeat(32)
@@ -349,7 +421,22 @@ mod tests {
         let empty_token =
             WebhookSecrets::parse(&format!(r#"{{"routing_key":"{KEY}","webhook_token":" "}}"#))
                 .unwrap();
-        assert!(empty_token.webhook_token.is_none());
+        assert!(empty_token.webhook_tokens.is_empty());
+
+        // During a rotation both tokens work; blanks in the list are no tokens.
+        let rotating = WebhookSecrets::parse(&format!(
+            r#"{{"routing_key":"{KEY}","webhook_token":["new-token"," ","old-token"]}}"#
+        ))
+        .unwrap();
+        assert_eq!(rotating.webhook_tokens.len(), 2);
+        for (presented, accepted) in [
+            ("new-token", true),
+            ("old-token", true),
+            ("", false),
+            ("other", false),
+        ] {
+            assert_eq!(rotating.accepts_token(presented), accepted, "{presented}");
+        }
     }
 
     #[test]
@@ -364,6 +451,7 @@ mod tests {
             format!(r#"{{"routing_key":"{KEY}","routes":{{"../x":"{KEY}"}}}}"#),
             format!(r#"{{"routing_key":"{KEY}","routes":{{"ok":"supersecret-token"}}}}"#),
             format!(r#"{{"routing_key":"{KEY}", "webhook_token": "supersecret-token""#),
+            format!(r#"{{"routing_key":"{KEY}", "webhook_token": ["supersecret-token", 7]}}"#),
         ];
         for value in cases {
             match WebhookSecrets::parse(&value) {
@@ -437,8 +525,9 @@ mod tests {
             Duration::from_secs(300),
             Duration::from_secs(60),
         );
-        cached.get().await.unwrap();
-        cached.get().await.unwrap();
+        let later = || Instant::now() + Duration::from_secs(5);
+        cached.get(later()).await.unwrap();
+        cached.get(later()).await.unwrap();
         assert_eq!(cached.fetch_count(), 1, "served from cache within the TTL");
 
         // TTL zero: every get fetches. The source fails on its third fetch.
@@ -447,17 +536,22 @@ mod tests {
             Duration::ZERO,
             Duration::from_secs(60),
         );
-        cache.get().await.unwrap();
-        assert!(cache.refresh_after_mismatch().await.is_some());
+        cache.get(later()).await.unwrap();
+        assert!(cache.refresh_after_mismatch(later()).await.is_some());
         assert!(
-            cache.refresh_after_mismatch().await.is_none(),
+            cache.refresh_after_mismatch(later()).await.is_none(),
             "once a minute"
         );
         assert_eq!(cache.fetch_count(), 2);
         assert!(
-            cache.get().await.is_ok(),
+            cache.get(later()).await.is_ok(),
             "stale value served when the fetch fails"
         );
         assert_eq!(cache.fetch_count(), 3);
+        assert!(
+            cache.refresh(later()).await.is_some(),
+            "after a refused key: not rate-limited"
+        );
+        assert_eq!(cache.fetch_count(), 4);
     }
 }

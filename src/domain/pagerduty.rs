@@ -275,6 +275,19 @@ fn serde_json_len<T: Serialize + ?Sized>(value: &T) -> usize {
     counter.0
 }
 
+/// Whether PagerDuty refused the routing key rather than the event: "Invalid routing
+/// key" once an integration is deleted (a key rotated away), "Length of 'routing_key' is
+/// incorrect", "'routing_key' cannot contain non-alphanumeric characters". The same event
+/// is taken under the right key, so this is a configuration fault to fix and wait out,
+/// not a bad event to set aside.
+pub fn refuses_routing_key(status: u16, errors: &[String]) -> bool {
+    status == 400
+        && errors.iter().any(|error| {
+            let error = error.to_ascii_lowercase();
+            error.contains("routing key") || error.contains("routing_key")
+        })
+}
+
 /// Cuts `text` to at most `max` characters, the last being `…` when anything was cut.
 pub fn truncate_chars(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
@@ -589,5 +602,38 @@ mod tests {
                 bytes: built.event.encoded_len() + 20_000 + 17
             })
         );
+    }
+
+    #[test]
+    fn refusals_of_the_routing_key_are_told_from_refusals_of_the_event() {
+        let cases: &[(u16, &[&str], bool)] = &[
+            (400, &["Invalid routing key"], true),
+            (
+                400,
+                &["Length of 'routing_key' is incorrect (should be 32 characters)"],
+                true,
+            ),
+            (
+                400,
+                &["'routing_key' cannot contain non-alphanumeric characters."],
+                true,
+            ),
+            (
+                400,
+                &["'payload.summary' is missing or not a string"],
+                false,
+            ),
+            (400, &["Length of 'dedup_key' is too long"], false),
+            (400, &[], false),
+            (404, &["Invalid routing key"], false),
+        ];
+        for (status, errors, expected) in cases {
+            let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            assert_eq!(
+                refuses_routing_key(*status, &errors),
+                *expected,
+                "{status} {errors:?}"
+            );
+        }
     }
 }

@@ -5,8 +5,18 @@
 //! Order is kept per message group (one route, one PagerDuty service): after a record
 //! fails, every later record of its group in the batch is returned unprocessed, so a
 //! resolve never overtakes its trigger; records of other groups go on, so one failing
-//! service does not hold up another. A dispatcher that crashes or times out reports
-//! nothing, Lambda deletes nothing, and SQS hands the same records out again in order.
+//! service does not hold up another.
+//!
+//! Each record PagerDuty takes is deleted at once, before the next is sent: a dispatcher
+//! that crashes or times out later in the batch reports nothing, and SQS hands out again
+//! only what was not delivered, in order. So a replayed batch never makes PagerDuty see
+//! a trigger again after its resolve (which would open a second incident).
+//!
+//! Refusals go by kind. PagerDuty refusing the routing key is a configuration fault:
+//! the secret is read again at once (the key may have been rotated), and otherwise the
+//! lane waits as for a 5xx until the secret is fixed, nothing set aside. PagerDuty
+//! refusing the event itself parks it on the dead-letter queue, and the later events of
+//! the same alert in the batch follow it there, in order.
 
 use crate::delivery::Delivery;
 use crate::handler::{App, Invocation, QueueMode};
@@ -21,25 +31,47 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// returned to the queue at once instead.
 const MIN_RECORD_TIME: Duration = Duration::from_millis(500);
 
+/// The longest a delivered record's delete may hold up the next record: SQS answers in
+/// milliseconds, and a record left undeleted is deleted by the mapping anyway.
+const DELETE_WAIT: Duration = Duration::from_secs(1);
+
 /// The metrics' `Route` for a message whose body is not a queued event.
 const UNREADABLE_ROUTE: &str = "unreadable";
 
 /// How one record ended.
 enum Fate {
-    /// Delivered, dropped by `DRY_RUN`, or parked on the dead-letter queue: delete it.
+    /// PagerDuty took it: delete it now, before anything else is sent, so that a crash
+    /// or timeout later in the batch never sends it again.
+    Delivered,
+    /// Dropped by `DRY_RUN` or parked on the dead-letter queue: the event source mapping
+    /// deletes it when the invocation returns (a replay would only park it again).
     Done,
     /// Try again after this long.
     Retry(Duration),
 }
 
+/// What a batch has learnt so far, record by record.
+#[derive(Default)]
+struct Batch {
+    /// Lanes (message groups) where a record failed: their later records wait.
+    stopped_groups: HashSet<String>,
+    /// Alerts (group, `dedup_key`) whose event was parked: their later events in the
+    /// batch follow it to the dead-letter queue, so that they stay in order there.
+    parked_alerts: HashSet<(String, String)>,
+    /// Receipt handles of finished records not yet deleted.
+    to_delete: Vec<String>,
+    failures: Vec<BatchItemFailure>,
+    delays: Vec<(String, Duration)>,
+}
+
 impl<S: SecretSource> App<S> {
     /// Handles one batch from the delivery queue. Never fails: every record is either
-    /// done or reported back.
+    /// done or reported back, before the invocation's deadline.
     pub async fn dispatch(&self, event: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
         let deadline = self.work_deadline(invocation);
-        let mut stopped_groups: HashSet<String> = HashSet::new();
-        let mut failures = Vec::new();
-        let mut delays: Vec<(String, Duration)> = Vec::new();
+        // Deletes and backoffs may use half the margin kept before Lambda's deadline.
+        let bookkeeping = deadline + self.deadline_margin / 2;
+        let mut batch = Batch::default();
         let mut tally = Tally::default();
         for record in &event.records {
             let group = record
@@ -52,35 +84,60 @@ impl<S: SecretSource> App<S> {
             // earlier one is in flight, so the failed record's backoff holds the lane.
             // Out of time, a record goes back at once, for the next invocation.
             let out_of_time = deadline.saturating_duration_since(Instant::now()) < MIN_RECORD_TIME;
-            let fate = if stopped_groups.contains(&group) || out_of_time {
+            let fate = if batch.stopped_groups.contains(&group) || out_of_time {
                 Fate::Retry(Duration::ZERO)
             } else {
-                self.dispatch_record(record, deadline, invocation, &mut tally)
+                self.dispatch_record(record, deadline, invocation, &mut batch, &mut tally)
                     .await
             };
-            if let Fate::Retry(delay) = fate {
-                stopped_groups.insert(group);
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = record.message_id.clone().unwrap_or_default();
-                failures.push(failure);
-                if let Some(receipt_handle) = &record.receipt_handle {
-                    delays.push((receipt_handle.clone(), delay));
+            let receipt_handle = record.receipt_handle.clone();
+            match fate {
+                Fate::Delivered => {
+                    batch.to_delete.extend(receipt_handle);
+                    self.delete_finished(&mut batch, bookkeeping, invocation)
+                        .await;
+                }
+                Fate::Done => batch.to_delete.extend(receipt_handle),
+                Fate::Retry(delay) => {
+                    batch.stopped_groups.insert(group);
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = record.message_id.clone().unwrap_or_default();
+                    batch.failures.push(failure);
+                    if let Some(receipt_handle) = receipt_handle {
+                        batch.delays.push((receipt_handle, delay));
+                    }
                 }
             }
         }
-        if !delays.is_empty() {
+        if !batch.delays.is_empty() {
             if let Some(queue) = &self.queue {
                 // Best effort: a record whose visibility stays as it is comes back after
                 // the queue's visibility timeout instead.
-                if let Err(error) = queue.queue.delay_retries(&delays).await {
+                if let Err(error) = queue.queue.delay_retries(&batch.delays, bookkeeping).await {
                     tracing::warn!(request_id = %invocation.request_id, %error, "could not set the backoff of records to retry");
                 }
             }
         }
         self.metrics.publish(&tally, &invocation.request_id);
         let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
+        response.batch_item_failures = batch.failures;
         response
+    }
+
+    /// Deletes the batch's finished records now. Best effort: a record left undeleted
+    /// is deleted by the event source mapping when the invocation returns.
+    async fn delete_finished(&self, batch: &mut Batch, deadline: Instant, invocation: &Invocation) {
+        let Some(mode) = &self.queue else { return };
+        if batch.to_delete.is_empty() {
+            return;
+        }
+        let deadline = deadline.min(Instant::now() + DELETE_WAIT);
+        match mode.queue.delete(&batch.to_delete, deadline).await {
+            Ok(()) => batch.to_delete.clear(),
+            Err(error) => {
+                tracing::warn!(request_id = %invocation.request_id, %error, "could not delete delivered records at once; the event source mapping deletes them when the batch returns");
+            }
+        }
     }
 
     async fn dispatch_record(
@@ -88,6 +145,7 @@ impl<S: SecretSource> App<S> {
         record: &SqsMessage,
         deadline: Instant,
         invocation: &Invocation,
+        batch: &mut Batch,
         tally: &mut Tally,
     ) -> Fate {
         let Some(mode) = &self.queue else {
@@ -116,7 +174,15 @@ impl<S: SecretSource> App<S> {
                 let raw = record.body.as_deref().unwrap_or_default();
                 tally.event(UNREADABLE_ROUTE, Outcome::Refused, None, queued_ms);
                 return self
-                    .park(mode, Err(raw), message_id, None, &[reason], backoff)
+                    .park(
+                        mode,
+                        Err(raw),
+                        message_id,
+                        None,
+                        &[reason],
+                        backoff,
+                        deadline,
+                    )
                     .await;
             }
         };
@@ -129,13 +195,30 @@ impl<S: SecretSource> App<S> {
             queued.route.as_deref(),
         );
         let path = route_path(route);
+        let alert = (queued.message_group_id(), event.dedup_key.clone());
+        if batch.parked_alerts.contains(&alert) {
+            let reason = "an earlier event of this alert was refused by PagerDuty and is on the dead-letter queue; this one follows it there, in order".to_owned();
+            tracing::error!(request_id, message_id, df_event_id, dedup_key, action, severity, route, outcome = "refused", %reason, "event set aside behind its alert's refused event");
+            tally.event(&path, Outcome::Refused, None, queued_ms);
+            return self
+                .park(
+                    mode,
+                    Ok(&queued),
+                    message_id,
+                    None,
+                    &[reason],
+                    backoff,
+                    deadline,
+                )
+                .await;
+        }
         if self.dry_run {
             let rendered = serde_json::to_string(event).unwrap_or_default();
             tracing::info!(request_id, message_id, df_event_id, dedup_key, action, severity, route, queued_ms, outcome = "dry_run", pagerduty_event = %rendered, "event not sent (DRY_RUN)");
             tally.event(&path, Outcome::DryRun, None, queued_ms);
             return Fate::Done;
         }
-        let secrets = match self.secrets.get().await {
+        let secrets = match self.secrets.get(deadline).await {
             Ok(secrets) => secrets,
             Err(error) => {
                 tracing::error!(request_id, message_id, df_event_id, %error, receives, outcome = "failed", "cannot read the PagerDuty secret; the event waits in the queue");
@@ -148,71 +231,100 @@ impl<S: SecretSource> App<S> {
             tally.event(&path, Outcome::Retrying, None, None);
             return Fate::Retry(mode.retry_max);
         };
-        let encoded = match event.encode(routing_key.expose()) {
-            Ok(encoded) => encoded,
-            Err(error) => {
-                tally.event(&path, Outcome::Refused, None, queued_ms);
-                return self
-                    .park(
-                        mode,
-                        Ok(&queued),
+        let mut routing_key = routing_key.clone();
+        let mut key_refreshed = false;
+        loop {
+            let encoded = match event.encode(routing_key.expose()) {
+                Ok(encoded) => encoded,
+                Err(error) => {
+                    tally.event(&path, Outcome::Refused, None, queued_ms);
+                    return self
+                        .park(
+                            mode,
+                            Ok(&queued),
+                            message_id,
+                            None,
+                            &[error.to_string()],
+                            backoff,
+                            deadline,
+                        )
+                        .await;
+                }
+            };
+            let record_deadline = deadline.min(Instant::now() + mode.time_per_record());
+            let report = mode.pagerduty.deliver(&encoded, record_deadline).await;
+            let (attempts, ms) = (report.attempts, report.elapsed.as_millis() as u64);
+            let call = Some(PagerDutyCall { ms, attempts });
+            return match report.delivery {
+                Delivery::Accepted { status, .. } => {
+                    tally.event(&path, Outcome::Delivered, call, queued_ms);
+                    tracing::info!(
+                        request_id,
                         message_id,
-                        None,
-                        &[error.to_string()],
-                        backoff,
-                    )
-                    .await;
-            }
-        };
-        let record_deadline = deadline.min(Instant::now() + mode.time_per_record());
-        let report = mode.pagerduty.deliver(&encoded, record_deadline).await;
-        let (attempts, ms) = (report.attempts, report.elapsed.as_millis() as u64);
-        let call = Some(PagerDutyCall { ms, attempts });
-        match report.delivery {
-            Delivery::Accepted { status, .. } => {
-                tally.event(&path, Outcome::Delivered, call, queued_ms);
-                tracing::info!(
-                    request_id,
-                    message_id,
-                    df_event_id,
-                    dedup_key,
-                    action,
-                    severity,
-                    route,
-                    pagerduty_status = status,
-                    attempts,
-                    ms,
-                    queued_ms,
-                    receives,
-                    outcome = "sent",
-                    "event delivered to PagerDuty"
-                );
-                Fate::Done
-            }
-            Delivery::Refused { status, errors } => {
-                let reason = errors.join("; ");
-                tracing::error!(request_id, message_id, df_event_id, dedup_key, action, severity, route, pagerduty_status = status, attempts, ms, outcome = "refused", %reason, "PagerDuty refused the event; it goes to the dead-letter queue");
-                tally.event(&path, Outcome::Refused, call, queued_ms);
-                self.park(
-                    mode,
-                    Ok(&queued),
-                    message_id,
-                    Some(status),
-                    &errors,
-                    backoff,
-                )
-                .await
-            }
-            Delivery::GaveUp {
-                last_failure,
-                last_status,
-                retry_after,
-            } => {
-                let delay = retry_after.map_or(backoff, |advised| advised.min(mode.retry_max));
-                tally.event(&path, Outcome::Retrying, call, None);
-                tracing::warn!(request_id, message_id, df_event_id, dedup_key, action, severity, route, pagerduty_status = last_status, attempts, ms, queued_ms, receives, retry_in_s = delay.as_secs(), outcome = "retrying", reason = %last_failure, "PagerDuty did not take the event; it waits in the queue");
-                Fate::Retry(delay)
-            }
+                        df_event_id,
+                        dedup_key,
+                        action,
+                        severity,
+                        route,
+                        pagerduty_status = status,
+                        attempts,
+                        ms,
+                        queued_ms,
+                        receives,
+                        outcome = "sent",
+                        "event delivered to PagerDuty"
+                    );
+                    Fate::Delivered
+                }
+                Delivery::Refused { status, errors } => {
+                    let reason = errors.join("; ");
+                    tracing::error!(request_id, message_id, df_event_id, dedup_key, action, severity, route, pagerduty_status = status, attempts, ms, outcome = "refused", %reason, "PagerDuty refused the event; it goes to the dead-letter queue");
+                    tally.event(&path, Outcome::Refused, call, queued_ms);
+                    let fate = self
+                        .park(
+                            mode,
+                            Ok(&queued),
+                            message_id,
+                            Some(status),
+                            &errors,
+                            backoff,
+                            deadline,
+                        )
+                        .await;
+                    if matches!(fate, Fate::Done) {
+                        batch.parked_alerts.insert(alert);
+                    }
+                    fate
+                }
+                Delivery::KeyRefused { status, errors } => {
+                    if !key_refreshed {
+                        key_refreshed = true;
+                        // A rotation may have replaced the key since it was cached.
+                        if let Some(fresh) =
+                            self.fresh_routing_key(route, &routing_key, deadline).await
+                        {
+                            tracing::warn!(request_id, message_id, df_event_id, route, "PagerDuty refused the routing key; sending again with the key just read from the secret");
+                            routing_key = fresh;
+                            continue;
+                        }
+                    }
+                    let reason = errors.join("; ");
+                    tally.event(&path, Outcome::KeyRefused, call, None);
+                    tracing::error!(request_id, message_id, df_event_id, dedup_key, action, severity, route, pagerduty_status = status, attempts, ms, queued_ms, receives, retry_in_s = backoff.as_secs(), outcome = "key_refused", %reason, "PagerDuty refused the routing key; the lane waits in the queue until the secret's key for this route is fixed");
+                    Fate::Retry(backoff)
+                }
+                Delivery::GaveUp {
+                    last_failure,
+                    last_status,
+                    retry_after,
+                } => {
+                    // PagerDuty's advice is a floor, never a shortcut past our backoff.
+                    let delay = retry_after.map_or(backoff, |advised| advised.max(backoff));
+                    tally.event(&path, Outcome::Retrying, call, None);
+                    tracing::warn!(request_id, message_id, df_event_id, dedup_key, action, severity, route, pagerduty_status = last_status, attempts, ms, queued_ms, receives, retry_in_s = delay.as_secs(), outcome = "retrying", reason = %last_failure, "PagerDuty did not take the event; it waits in the queue");
+                    Fate::Retry(delay)
+                }
+            };
         }
     }
 
@@ -220,6 +332,7 @@ impl<S: SecretSource> App<S> {
     /// body) onto the dead-letter queue, with the reasons. Without a dead-letter queue,
     /// or if SQS will not take it, the record stays in the delivery queue: the queue's own
     /// redrive moves it there in the end.
+    #[allow(clippy::too_many_arguments)]
     async fn park(
         &self,
         mode: &QueueMode,
@@ -228,6 +341,7 @@ impl<S: SecretSource> App<S> {
         pagerduty_status: Option<u16>,
         errors: &[String],
         backoff: Duration,
+        deadline: Instant,
     ) -> Fate {
         let Some(dead_letters) = &mode.dead_letters else {
             tracing::error!(message_id, "no DEAD_LETTER_QUEUE_URL: the refused event stays in the queue until its redrive policy moves it");
@@ -250,7 +364,7 @@ impl<S: SecretSource> App<S> {
                 "unreadable".to_owned(),
             ),
         };
-        match dead_letters.send(body, &group, message_id).await {
+        match dead_letters.send(body, &group, message_id, deadline).await {
             Ok(()) => Fate::Done,
             Err(error) => {
                 tracing::error!(message_id, %error, "could not move the refused event to the dead-letter queue; it stays in the queue");

@@ -1,6 +1,10 @@
 //! The function URL handler: route, authenticate, read the body, translate every event,
-//! then deliver them in order. Everything that can be refused is refused before the first
-//! event leaves, so a request is never half-sent for a reason the caller could fix.
+//! then queue or deliver them in order. The token is checked before the body is read; a
+//! body refused whole (too large, not JSON) is refused before anything leaves. Within a
+//! body that parses, one bad event never costs the others: an event that cannot be
+//! translated is answered `rejected` with its reason and the rest go on, and in direct
+//! mode an event PagerDuty refuses stops only its own alert's later events. Every
+//! refusal is counted where an alarm sees it.
 
 use crate::delivery::{jittered, Delivery, PagerDutyClient};
 use crate::error::{AppError, EventOutcome, EventResult};
@@ -11,12 +15,13 @@ use crate::queue::{FifoQueue, QueuedEvent};
 use crate::secret::{
     is_valid_route_name, route_path, RoutingKey, SecretCache, SecretSource, WebhookSecrets,
 };
-use crate::translate::{translate, DropReason, Outcome, Settings};
+use crate::translate::{translate, DropReason, Outcome, RejectReason, Settings};
 use base64::Engine;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_http::http::{header, HeaderValue, Method};
 use lambda_http::Body;
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -103,27 +108,28 @@ impl Invocation {
 enum Step {
     Send(Box<PagerDutyEvent>),
     Drop(DropReason),
+    Reject(RejectReason),
 }
 
-/// Why delivery stopped part way through a request.
-enum Stop {
+/// What became of one delivery attempt, for the request's answer.
+enum Sending {
+    Sent,
+    DryRun,
+    /// PagerDuty refused the event for good: its alert's later events are not sent.
     Refused {
         status: u16,
         errors: Vec<String>,
     },
+    /// PagerDuty refused the routing key: nothing more of this request can go.
+    KeyRefused {
+        errors: Vec<String>,
+    },
+    /// PagerDuty could not be reached in time: the rest of the request waits, so that
+    /// no resolve overtakes its trigger.
     Unavailable {
         reason: String,
         retry_after: Duration,
     },
-}
-
-impl Stop {
-    fn reason(&self) -> String {
-        match self {
-            Stop::Refused { errors, .. } => errors.join("; "),
-            Stop::Unavailable { reason, .. } => reason.clone(),
-        }
-    }
 }
 
 enum Route<'a> {
@@ -179,6 +185,11 @@ impl<S: SecretSource> App<S> {
             (Route::Root, _) => Err(AppError::MethodNotAllowed { allow: "GET, POST" }),
             (Route::Named(_), _) => Err(AppError::MethodNotAllowed { allow: "POST" }),
         };
+        if let Err(error) = &answer {
+            if error.refuses_whole_request() {
+                tally.refused_request(error.code());
+            }
+        }
         self.metrics.publish(&tally, &invocation.request_id);
         match answer {
             Ok((status, body)) => json_response(status, &body),
@@ -213,9 +224,11 @@ impl<S: SecretSource> App<S> {
         invocation: &Invocation,
         tally: &mut Tally,
     ) -> Result<(u16, Value), AppError> {
-        let body = self.read_body(request)?;
-        let secrets = self.authenticate(request).await?;
+        let deadline = self.work_deadline(invocation);
+        // The caller first: a stranger learns nothing from how the body is judged.
+        let secrets = self.authenticate(request, deadline).await?;
         let routing_key = secrets.routing_key_for(route).ok_or(AppError::NotFound)?;
+        let body = self.read_body(request)?;
         // Known to the secret from here on, so the metrics' Route dimension stays bounded.
         let path = route_path(route);
         // Direct delivery must finish within one invocation; the queue takes any number.
@@ -226,34 +239,57 @@ impl<S: SecretSource> App<S> {
         };
         let events =
             parse_body_up_to(&body, max_events).map_err(|e| AppError::BadRequest(e.to_string()))?;
-        let received = events.len() as u64;
-        tally.count(&path, metrics::Outcome::Received, received);
+        tally.count(&path, metrics::Outcome::Received, events.len() as u64);
 
-        let mut planned = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            let translation = translate(event, &self.settings);
-            let df_event_id = event.text("df_event_id").map(|id| id.into_owned());
-            for warning in &translation.warnings {
-                tracing::warn!(request_id = %invocation.request_id, df_event_id = df_event_id.as_deref(), %warning, "event translated with a warning");
-            }
-            let step = match translation.outcome {
-                Outcome::Reject(reason) => {
-                    tally.count(&path, metrics::Outcome::Rejected, received);
-                    return Err(AppError::Untranslatable { index, reason });
+        let planned = events
+            .iter()
+            .map(|event| {
+                let translation = translate(event, &self.settings);
+                let df_event_id = event.text("df_event_id").map(|id| id.into_owned());
+                for warning in &translation.warnings {
+                    tracing::warn!(request_id = %invocation.request_id, df_event_id = df_event_id.as_deref(), %warning, "event translated with a warning");
                 }
-                Outcome::Drop(reason) => Step::Drop(reason),
-                Outcome::Send(event) => Step::Send(event),
-            };
-            planned.push((df_event_id, step));
-        }
+                let step = match translation.outcome {
+                    Outcome::Reject(reason) => Step::Reject(reason),
+                    Outcome::Drop(reason) => Step::Drop(reason),
+                    Outcome::Send(event) => Step::Send(event),
+                };
+                (df_event_id, step)
+            })
+            .collect();
 
-        if let Some(mode) = &self.queue {
-            return self.enqueue(mode, route, planned, invocation, tally).await;
-        }
+        let results = match &self.queue {
+            Some(mode) => {
+                self.enqueue(mode, route, planned, deadline, invocation, tally)
+                    .await?
+            }
+            None => {
+                self.deliver_all(route, routing_key, planned, deadline, invocation, tally)
+                    .await?
+            }
+        };
+        taken(results)
+    }
 
-        let deadline = self.work_deadline(invocation);
+    /// Direct mode: sends the request's events in order. A refused event does not stop
+    /// the others, only its own alert's later events; an unreachable PagerDuty (or a
+    /// refused routing key) stops the rest, so that no resolve overtakes its trigger.
+    async fn deliver_all(
+        &self,
+        route: Option<&str>,
+        routing_key: &RoutingKey,
+        planned: Vec<(Option<String>, Step)>,
+        deadline: Instant,
+        invocation: &Invocation,
+        tally: &mut Tally,
+    ) -> Result<Vec<EventResult>, AppError> {
+        let path = route_path(route);
+        let mut routing_key = routing_key.clone();
+        let mut key_refreshed = false;
+        let mut refused_alerts: HashSet<String> = HashSet::new();
+        let mut first_refusal: Option<(u16, Vec<String>)> = None;
+        let mut stop: Option<Sending> = None;
         let mut results: Vec<EventResult> = Vec::with_capacity(planned.len());
-        let mut stop: Option<Stop> = None;
         for (index, (df_event_id, step)) in planned.into_iter().enumerate() {
             let event = match step {
                 Step::Send(event) => event,
@@ -268,45 +304,109 @@ impl<S: SecretSource> App<S> {
                     ));
                     continue;
                 }
+                Step::Reject(reason) => {
+                    results.push(rejected(
+                        index,
+                        df_event_id,
+                        reason,
+                        invocation,
+                        tally,
+                        &path,
+                    ));
+                    continue;
+                }
             };
             let mut result = for_event(index, df_event_id, &event, EventOutcome::NotSent);
-            // After a failure the rest wait: a resolve must not overtake its trigger.
-            if stop.is_none() {
-                let (outcome, failed, call) = self
-                    .deliver(&event, routing_key, deadline, invocation, &result)
-                    .await?;
-                let fate = match (outcome, &failed) {
-                    (EventOutcome::Sent, _) => metrics::Outcome::Delivered,
-                    (EventOutcome::DryRun, _) => metrics::Outcome::DryRun,
-                    (_, Some(Stop::Refused { .. })) => metrics::Outcome::Refused,
-                    _ => metrics::Outcome::Failed,
-                };
-                tally.event(&path, fate, call, None);
-                result.outcome = outcome;
-                result.reason = failed.as_ref().map(Stop::reason);
-                stop = failed;
-            } else {
+            if stop.is_some() {
                 tally.event(&path, metrics::Outcome::Failed, None, None);
+                result.reason = Some("not attempted: an earlier event of the request could not be delivered, and order matters".into());
+                results.push(result);
+                continue;
             }
+            if refused_alerts.contains(&event.dedup_key) {
+                tally.event(&path, metrics::Outcome::Refused, None, None);
+                result.reason =
+                    Some("not sent: PagerDuty refused an earlier event of this alert".into());
+                results.push(result);
+                continue;
+            }
+            let (mut sending, mut call) = self
+                .deliver(&event, &routing_key, deadline, invocation, &result)
+                .await?;
+            if matches!(sending, Sending::KeyRefused { .. }) && !key_refreshed {
+                // The key may have been rotated since the secret was cached.
+                key_refreshed = true;
+                if let Some(fresh) = self.fresh_routing_key(route, &routing_key, deadline).await {
+                    routing_key = fresh;
+                    (sending, call) = self
+                        .deliver(&event, &routing_key, deadline, invocation, &result)
+                        .await?;
+                }
+            }
+            let (outcome, fate) = match &sending {
+                Sending::Sent => (EventOutcome::Sent, metrics::Outcome::Delivered),
+                Sending::DryRun => (EventOutcome::DryRun, metrics::Outcome::DryRun),
+                Sending::Refused { status, errors } => {
+                    refused_alerts.insert(event.dedup_key.clone());
+                    first_refusal.get_or_insert_with(|| (*status, errors.clone()));
+                    result.reason = Some(errors.join("; "));
+                    (EventOutcome::Failed, metrics::Outcome::Refused)
+                }
+                Sending::KeyRefused { errors } => {
+                    result.reason = Some(errors.join("; "));
+                    (EventOutcome::Failed, metrics::Outcome::KeyRefused)
+                }
+                Sending::Unavailable { reason, .. } => {
+                    result.reason = Some(reason.clone());
+                    (EventOutcome::Failed, metrics::Outcome::Failed)
+                }
+            };
+            tally.event(&path, fate, call, None);
+            result.outcome = outcome;
             results.push(result);
+            if matches!(
+                sending,
+                Sending::KeyRefused { .. } | Sending::Unavailable { .. }
+            ) {
+                stop = Some(sending);
+            }
         }
 
-        match stop {
-            None => Ok((202, json!({ "results": results }))),
-            Some(Stop::Refused { status, errors }) => Err(AppError::PagerDutyRefused {
+        match (stop, first_refusal) {
+            (
+                Some(Sending::Unavailable {
+                    reason,
+                    retry_after,
+                }),
+                _,
+            ) => Err(AppError::PagerDutyUnavailable {
+                reason,
+                retry_after,
+                results,
+            }),
+            (Some(Sending::KeyRefused { errors }), _) => {
+                Err(AppError::RoutingKeyRefused { errors, results })
+            }
+            (_, Some((status, errors))) => Err(AppError::PagerDutyRefused {
                 status,
                 errors,
                 results,
             }),
-            Some(Stop::Unavailable {
-                reason,
-                retry_after,
-            }) => Err(AppError::PagerDutyUnavailable {
-                reason,
-                retry_after,
-                results,
-            }),
+            _ => Ok(results),
         }
+    }
+
+    /// The route's routing key after reading the secret again, when it differs from
+    /// `refused`: PagerDuty refused the cached one, which a rotation may have replaced.
+    pub(crate) async fn fresh_routing_key(
+        &self,
+        route: Option<&str>,
+        refused: &RoutingKey,
+        deadline: Instant,
+    ) -> Option<RoutingKey> {
+        let fresh = self.secrets.refresh(deadline).await?;
+        let key = fresh.routing_key_for(route)?;
+        (key != refused).then(|| key.clone())
     }
 
     /// Queue mode: every event to send goes on the queue in order, and the answer is 202
@@ -316,9 +416,10 @@ impl<S: SecretSource> App<S> {
         mode: &QueueMode,
         route: Option<&str>,
         planned: Vec<(Option<String>, Step)>,
+        deadline: Instant,
         invocation: &Invocation,
         tally: &mut Tally,
-    ) -> Result<(u16, Value), AppError> {
+    ) -> Result<Vec<EventResult>, AppError> {
         let request_id = invocation.request_id.as_str();
         let path = route_path(route);
         let mut results = Vec::with_capacity(planned.len());
@@ -327,6 +428,16 @@ impl<S: SecretSource> App<S> {
             match step {
                 Step::Drop(reason) => {
                     results.push(dropped(
+                        index,
+                        df_event_id,
+                        reason,
+                        invocation,
+                        tally,
+                        &path,
+                    ));
+                }
+                Step::Reject(reason) => {
+                    results.push(rejected(
                         index,
                         df_event_id,
                         reason,
@@ -351,8 +462,11 @@ impl<S: SecretSource> App<S> {
             }
         }
         let count = messages.len();
+        if count == 0 {
+            return Ok(results);
+        }
         let started = Instant::now();
-        if let Err(error) = mode.queue.enqueue(messages).await {
+        if let Err(error) = mode.queue.enqueue(messages, deadline).await {
             tally.count(&path, metrics::Outcome::Failed, count as u64);
             return Err(AppError::QueueUnavailable {
                 reason: error.to_string(),
@@ -373,7 +487,7 @@ impl<S: SecretSource> App<S> {
             );
         }
         tracing::debug!(request_id, count, ms, "events queued");
-        Ok((202, json!({ "results": results })))
+        Ok(results)
     }
 
     /// Sends one event (or, with `DRY_RUN`, logs it) and writes its log line.
@@ -384,7 +498,7 @@ impl<S: SecretSource> App<S> {
         deadline: Instant,
         invocation: &Invocation,
         result: &EventResult,
-    ) -> Result<(EventOutcome, Option<Stop>, Option<PagerDutyCall>), AppError> {
+    ) -> Result<(Sending, Option<PagerDutyCall>), AppError> {
         let request_id = invocation.request_id.as_str();
         let df_event_id = result.df_event_id.as_deref();
         let (dedup_key, action, severity) = (
@@ -395,7 +509,7 @@ impl<S: SecretSource> App<S> {
         if self.dry_run {
             let rendered = serde_json::to_string(event).unwrap_or_default();
             tracing::info!(request_id, df_event_id, dedup_key, action, severity, outcome = "dry_run", pagerduty_event = %rendered, "event not sent (DRY_RUN)");
-            return Ok((EventOutcome::DryRun, None, None));
+            return Ok((Sending::DryRun, None));
         }
         let encoded = event
             .encode(routing_key.expose())
@@ -403,7 +517,7 @@ impl<S: SecretSource> App<S> {
         let report = self.pagerduty.deliver(&encoded, deadline).await;
         let (attempts, ms) = (report.attempts, report.elapsed.as_millis() as u64);
         let call = Some(PagerDutyCall { ms, attempts });
-        match report.delivery {
+        let sending = match report.delivery {
             Delivery::Accepted {
                 status,
                 dedup_key: pagerduty_dedup_key,
@@ -421,16 +535,17 @@ impl<S: SecretSource> App<S> {
                     outcome = "sent",
                     "event delivered to PagerDuty"
                 );
-                Ok((EventOutcome::Sent, None, call))
+                Sending::Sent
             }
             Delivery::Refused { status, errors } => {
                 let reason = errors.join("; ");
                 tracing::error!(request_id, df_event_id, dedup_key, action, severity, pagerduty_status = status, attempts, ms, outcome = "refused", %reason, "PagerDuty refused the event");
-                Ok((
-                    EventOutcome::Failed,
-                    Some(Stop::Refused { status, errors }),
-                    call,
-                ))
+                Sending::Refused { status, errors }
+            }
+            Delivery::KeyRefused { status, errors } => {
+                let reason = errors.join("; ");
+                tracing::error!(request_id, df_event_id, dedup_key, action, severity, pagerduty_status = status, attempts, ms, outcome = "key_refused", %reason, "PagerDuty refused the routing key; fix the secret's key for this route");
+                Sending::KeyRefused { errors }
             }
             Delivery::GaveUp {
                 last_failure,
@@ -438,16 +553,13 @@ impl<S: SecretSource> App<S> {
                 retry_after,
             } => {
                 tracing::error!(request_id, df_event_id, dedup_key, action, severity, pagerduty_status = last_status, attempts, ms, outcome = "failed", reason = %last_failure, "event not delivered to PagerDuty");
-                Ok((
-                    EventOutcome::Failed,
-                    Some(Stop::Unavailable {
-                        reason: last_failure,
-                        retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
-                    }),
-                    call,
-                ))
+                Sending::Unavailable {
+                    reason: last_failure,
+                    retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
+                }
             }
-        }
+        };
+        Ok((sending, call))
     }
 
     /// The request body, base64-decoded where the function URL encoded it, within the cap.
@@ -484,8 +596,9 @@ impl<S: SecretSource> App<S> {
     async fn authenticate(
         &self,
         request: &ApiGatewayV2httpRequest,
+        deadline: Instant,
     ) -> Result<Arc<WebhookSecrets>, AppError> {
-        let secrets = self.secrets.get().await.map_err(|error| {
+        let secrets = self.secrets.get(deadline).await.map_err(|error| {
             tracing::error!(%error, "cannot read the PagerDuty secret");
             AppError::SecretUnavailable
         })?;
@@ -494,24 +607,24 @@ impl<S: SecretSource> App<S> {
             return Ok(secrets);
         }
         if presented.is_some() {
-            if let Some(fresh) = self.secrets.refresh_after_mismatch().await {
+            if let Some(fresh) = self.secrets.refresh_after_mismatch(deadline).await {
                 if self.accepts(&fresh, presented) {
                     tracing::info!("webhook token accepted after re-reading the secret (rotated)");
                     return Ok(fresh);
                 }
             }
         }
-        if secrets.webhook_token.is_none() {
+        if secrets.webhook_tokens.is_empty() {
             tracing::error!("no webhook_token is configured, so every request is refused; set one in the secret or ALLOW_UNAUTHENTICATED=true");
         }
         Err(AppError::Unauthorized)
     }
 
     fn accepts(&self, secrets: &WebhookSecrets, presented: Option<&str>) -> bool {
-        match &secrets.webhook_token {
-            Some(token) => presented.is_some_and(|p| token.matches(p)),
-            None => self.allow_unauthenticated,
+        if secrets.webhook_tokens.is_empty() {
+            return self.allow_unauthenticated;
         }
+        presented.is_some_and(|p| secrets.accepts_token(p))
     }
 }
 
@@ -534,6 +647,54 @@ fn dropped(
         dedup_key: None,
         outcome: EventOutcome::Dropped,
         reason: Some(reason.to_string()),
+    }
+}
+
+/// The result of an event that cannot be translated, with its log line and its count.
+fn rejected(
+    index: usize,
+    df_event_id: Option<String>,
+    reason: RejectReason,
+    invocation: &Invocation,
+    tally: &mut Tally,
+    path: &str,
+) -> EventResult {
+    tracing::error!(request_id = %invocation.request_id, df_event_id = df_event_id.as_deref(), outcome = "rejected", %reason, "event not taken: it cannot be translated");
+    tally.event(path, metrics::Outcome::Rejected, None, None);
+    EventResult {
+        index,
+        df_event_id,
+        action: None,
+        severity: None,
+        dedup_key: None,
+        outcome: EventOutcome::Rejected,
+        reason: Some(reason.to_string()),
+    }
+}
+
+/// The answer once every event has its result: 202 when any was taken, saying plainly
+/// how many were not; a refusal naming the first when none was.
+fn taken(results: Vec<EventResult>) -> Result<(u16, Value), AppError> {
+    let not_taken: Vec<&EventResult> = results
+        .iter()
+        .filter(|r| r.outcome == EventOutcome::Rejected)
+        .collect();
+    match not_taken.len() {
+        0 => Ok((202, json!({ "results": results }))),
+        all if all == results.len() => Err(AppError::Untranslatable { results }),
+        _ => {
+            let message = format!(
+                "not every event was taken: {} of {} not taken, each with its reason in \
+                 results; the others were",
+                not_taken.len(),
+                results.len()
+            );
+            let not_taken = not_taken.len();
+            Ok((
+                202,
+                json!({ "results": results, "not_taken": not_taken, "message": message }),
+            ))
+        }
     }
 }
 

@@ -223,3 +223,18 @@ pub fn events(lines: &[&str], namespace: &str) -> BTreeMap<(String, String), u64
     }
     totals
 }
+
+/// `RequestsRefused` per `Reason` over `lines`, each line checked against the
+/// specification.
+pub fn refused_requests(lines: &[&str]) -> BTreeMap<String, u64> {
+    let mut totals = BTreeMap::new();
+    for line in lines {
+        validate(line).unwrap_or_else(|e| panic!("not EMF: {e}"));
+        let line: Value = serde_json::from_str(line).unwrap();
+        if let Some(count) = line["RequestsRefused"].as_u64() {
+            let reason = line["Reason"].as_str().unwrap().to_owned();
+            *totals.entry(reason).or_default() += count;
+        }
+    }
+    totals
+}

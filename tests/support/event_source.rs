@@ -12,8 +12,11 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 
 /// An SQS client for a local emulator at `endpoint` (fixed test credentials and region).
+/// Every message body it sends is checked against SQS's character set, which moto does
+/// not enforce: a body real SQS would refuse fails the test.
 pub fn local_client(endpoint: &str) -> aws_sdk_sqs::Client {
     let config = aws_sdk_sqs::Config::builder()
+        .interceptor(SqsCharacterSet)
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
         .region(aws_sdk_sqs::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
@@ -22,6 +25,53 @@ pub fn local_client(endpoint: &str) -> aws_sdk_sqs::Client {
         .endpoint_url(endpoint)
         .build();
     aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// SQS's documented message body characters: #x9, #xA, #xD, #x20 to #xD7FF, #xE000 to
+/// #xFFFD, #x10000 to #x10FFFF. Anything else makes SQS refuse the message.
+pub fn sqs_accepts(body: &str) -> bool {
+    body.chars().all(|c| {
+        let c = u32::from(c);
+        matches!(c, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
+    })
+}
+
+/// Checks each `MessageBody` of `SendMessage` and `SendMessageBatch` as SQS would.
+#[derive(Debug)]
+struct SqsCharacterSet;
+
+impl aws_sdk_sqs::config::Intercept for SqsCharacterSet {
+    fn name(&self) -> &'static str {
+        "SqsCharacterSet"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_sqs::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_sqs::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let Some(bytes) = context.request().body().bytes() else {
+            return Ok(());
+        };
+        let Ok(request) = serde_json::from_slice::<Value>(bytes) else {
+            return Ok(());
+        };
+        let bodies = request["Entries"]
+            .as_array()
+            .map(|entries| entries.iter().map(|e| &e["MessageBody"]).collect())
+            .unwrap_or_else(|| vec![&request["MessageBody"]]);
+        for body in bodies.into_iter().filter_map(Value::as_str) {
+            assert!(
+                sqs_accepts(body),
+                "SQS would refuse this message body (a character outside its set): {:?}",
+                body.chars()
+                    .filter(|c| !sqs_accepts(&c.to_string()))
+                    .collect::<Vec<_>>()
+            );
+        }
+        Ok(())
+    }
 }
 
 pub struct EventSource {

@@ -94,11 +94,16 @@ impl Moto {
     }
 
     pub fn client(&self) -> aws_sdk_secretsmanager::Client {
+        self.client_at(&self.endpoint)
+    }
+
+    /// A Secrets Manager client for `endpoint`, which need not be this moto's.
+    pub fn client_at(&self, endpoint: &str) -> aws_sdk_secretsmanager::Client {
         let config = aws_sdk_secretsmanager::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(endpoint)
             .build();
         aws_sdk_secretsmanager::Client::from_conf(config)
     }
@@ -309,6 +314,8 @@ pub struct AppOptions {
     pub deadline_margin: Duration,
     /// Where the app's metric lines go: read them with `Memory::lines`.
     pub metrics: Memory,
+    /// Where Secrets Manager is: moto's endpoint unless another is given (a stalled one).
+    pub secrets_endpoint: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -324,6 +331,7 @@ impl Default for AppOptions {
             budget: Duration::from_secs(10),
             deadline_margin: Duration::from_millis(200),
             metrics: Memory::default(),
+            secrets_endpoint: None,
         }
     }
 }
@@ -357,7 +365,15 @@ pub fn app(
         queue,
         settings: options.settings,
         secrets: SecretCache::new(
-            SecretsManagerSource::new(moto.client(), secret_id),
+            SecretsManagerSource::new(
+                moto.client_at(
+                    options
+                        .secrets_endpoint
+                        .as_deref()
+                        .unwrap_or(&moto.endpoint),
+                ),
+                secret_id,
+            ),
             options.ttl,
             Duration::from_secs(60),
         ),
@@ -427,10 +443,18 @@ pub struct Answer {
     pub response: ApiGatewayV2httpResponse,
 }
 
+/// One function URL invocation with the template's 30 s timeout.
 pub async fn call(app: &App<SecretsManagerSource>, event: &Value) -> Answer {
-    let response = app
-        .handle(request(event), &invocation(Duration::from_secs(10)))
-        .await;
+    call_within(app, event, Duration::from_secs(30)).await
+}
+
+/// One function URL invocation with `budget` until its deadline.
+pub async fn call_within(
+    app: &App<SecretsManagerSource>,
+    event: &Value,
+    budget: Duration,
+) -> Answer {
+    let response = app.handle(request(event), &invocation(budget)).await;
     answer(response)
 }
 
@@ -570,3 +594,36 @@ pub trait Pipe: Sized {
     }
 }
 impl Pipe for Value {}
+
+/// A peer that accepts every connection and never answers: the fault that only a
+/// timeout ends (a connect timeout does not). Held connections close when dropped.
+pub struct Stalled {
+    pub endpoint: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl Stalled {
+    pub fn start() -> Stalled {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the stalled peer");
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopped.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Stalled { endpoint, stop }
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}

@@ -72,10 +72,16 @@ struct State {
     echo: bool,
     /// Every request answered 503 while set (PagerDuty down).
     outage: bool,
+    /// Every request answered 429 with `Retry-After: 0` while set.
+    throttled: bool,
     /// PagerDuty's per-routing-key limit: at most this many events per sliding window.
     rate_limit: Option<(usize, Duration)>,
     recent: HashMap<String, VecDeque<std::time::Instant>>,
     rate_limited: u64,
+    /// Routing keys of integrations deleted since: PagerDuty answers 400 "Invalid routing
+    /// key" to every event sent with one.
+    revoked: std::collections::HashSet<String>,
+    key_refusals: u64,
 }
 
 pub struct StandIn {
@@ -148,10 +154,31 @@ impl StandIn {
         self.state.lock().unwrap().outage = down;
     }
 
+    /// While `throttled`, every request is answered 429 with `Retry-After: 0`: advice to
+    /// retry at once, which a client must not take as license to skip its own backoff.
+    pub fn set_throttled(&self, throttled: bool) {
+        self.state.lock().unwrap().throttled = throttled;
+    }
+
     /// Enforces PagerDuty's rate limit per routing key: at most `limit` events accepted
     /// in any `window`; more are answered 429 and not ingested.
     pub fn rate_limit(&self, limit: usize, window: Duration) {
         self.state.lock().unwrap().rate_limit = Some((limit, window));
+    }
+
+    /// Deletes the integration of `routing_key` (a key rotated away): from now on PagerDuty
+    /// refuses every event sent with it, as it does, with 400 "Invalid routing key".
+    pub fn revoke_key(&self, routing_key: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .revoked
+            .insert(routing_key.to_owned());
+    }
+
+    /// How many events were refused for a revoked routing key.
+    pub fn key_refusals(&self) -> u64 {
+        self.state.lock().unwrap().key_refusals
     }
 
     /// How many events were answered 429 by the rate limit.
@@ -221,7 +248,10 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Answer {
         let mut state = state.lock().unwrap();
         state.requests += 1;
         let scripted = state.script.pop_front();
-        let outage = state.outage.then_some(Fault::Status(503));
+        let outage = state
+            .outage
+            .then_some(Fault::Status(503))
+            .or(state.throttled.then_some(Fault::StatusRetryAfter(429, 0)));
         scripted.or(outage).or_else(|| random_fault(&mut state))
     };
     // Read the body before any fault, as PagerDuty does, so a failed attempt costs the
@@ -274,6 +304,13 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Answer {
         Ok(event) => {
             let mut state = state.lock().unwrap();
             let routing_key = event["routing_key"].as_str().unwrap_or_default().to_owned();
+            if state.revoked.contains(&routing_key) {
+                state.key_refusals += 1;
+                return respond(
+                    400,
+                    json!({"status": "invalid event", "message": "Event object is invalid", "errors": ["Invalid routing key"]}),
+                );
+            }
             if let Some((limit, window)) = state.rate_limit {
                 let now = std::time::Instant::now();
                 let recent = state.recent.entry(routing_key.clone()).or_default();
