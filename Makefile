@@ -85,7 +85,7 @@ bench: tools targets
 soak:
 	$(CARGO) run --locked --release --example soak -- --events 10000 --workers 8
 
-## soak-queue: queue mode: events over 8 routes through the webhook into moto's SQS FIFO, PagerDuty down for a while and failing a third of the attempts, drained by the real dispatcher; prints delivered, at risk, lost, out of order
+## soak-queue: queue mode: events over 8 routes through the webhook into moto's SQS FIFO, PagerDuty down for a while and failing a third of the attempts, drained by the real dispatcher killed mid-batch 3 times; prints delivered, at risk, lost, out of order, duplicated
 soak-queue: tools
 	$(CARGO) run --locked --release --example soak-queue -- --events $(SOAK_EVENTS) --routes 8
 

@@ -282,7 +282,8 @@ impl Config {
                     1..=50,
                 )? as u32,
             },
-            deadline_margin: millis(number("DEADLINE_MARGIN_MS", 1000, 0..=60_000)?),
+            // At least 200 ms: the answer itself, and the last SQS calls, must fit in it.
+            deadline_margin: millis(number("DEADLINE_MARGIN_MS", 1000, 200..=60_000)?),
             default_budget: millis(number("LOCAL_DELIVERY_BUDGET_MS", 25_000, 100..=900_000)?),
         })
     }

@@ -42,7 +42,11 @@ pub enum EventOutcome {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppError {
+    /// A known route's name that the secret does not have.
     NotFound,
+    /// A path that is no route name at all (`/a/b`, `/wp-login.php`): what scanners of a
+    /// public URL send, not what a Guance notification object would.
+    NoSuchPath,
     MethodNotAllowed {
         allow: &'static str,
     },
@@ -85,7 +89,7 @@ pub enum AppError {
 impl AppError {
     pub fn status(&self) -> u16 {
         match self {
-            AppError::NotFound => 404,
+            AppError::NotFound | AppError::NoSuchPath => 404,
             AppError::MethodNotAllowed { .. } => 405,
             AppError::Unauthorized => 401,
             AppError::PayloadTooLarge { .. } => 413,
@@ -121,7 +125,7 @@ impl AppError {
     /// The answer's `error` code: also the `Reason` of a refused request's metric.
     pub fn code(&self) -> &'static str {
         match self {
-            AppError::NotFound => "not_found",
+            AppError::NotFound | AppError::NoSuchPath => "not_found",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::Unauthorized => "unauthorized",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
@@ -149,10 +153,29 @@ impl AppError {
         )
     }
 
+    /// The `Reason` a refused request is counted under: the answer's code, except for a
+    /// path that is no route name (`invalid_path`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AppError::NoSuchPath => "invalid_path",
+            other => other.code(),
+        }
+    }
+
+    /// Whether a refused request counts towards the alarm on refused requests: not for
+    /// what anyone probing a public URL causes (a path that is no route, a wrong method),
+    /// which is still counted by its `Reason`.
+    pub fn is_alarming(&self) -> bool {
+        !matches!(
+            self,
+            AppError::NoSuchPath | AppError::MethodNotAllowed { .. }
+        )
+    }
+
     /// The JSON answer. Never holds a secret: nothing here is built from one.
     pub fn body(&self) -> Value {
         let message = match self {
-            AppError::NotFound => "no such route".to_owned(),
+            AppError::NotFound | AppError::NoSuchPath => "no such route".to_owned(),
             AppError::MethodNotAllowed { allow } => format!("use {allow} here"),
             AppError::Unauthorized => {
                 "a valid webhook token is required (?token=... or Authorization: Bearer ...)"
@@ -221,6 +244,7 @@ mod tests {
     fn statuses() {
         let cases = [
             (AppError::NotFound, 404),
+            (AppError::NoSuchPath, 404),
             (AppError::MethodNotAllowed { allow: "POST" }, 405),
             (AppError::Unauthorized, 401),
             (AppError::PayloadTooLarge { limit: 1 }, 413),

@@ -364,10 +364,10 @@ def check_metrics(cfn, functions, alarms):
     key_refused = [a for a, metric, dims in own if metric == "Events" and dims == {"Outcome": "key_refused"}]
     check("an alarm on a refused routing key, at the first one",
           len(key_refused) == 1 and key_refused[0]["Threshold"] == 1 and key_refused[0]["Period"] <= 60)
-    retrying = [a for a, metric, dims in own if metric == "Events" and dims == {"Outcome": "retrying"}]
-    check("an alarm on sustained retrying (15 minutes on end)",
-          len(retrying) == 1 and retrying[0]["Period"] * retrying[0]["EvaluationPeriods"] >= 900
-          and retrying[0].get("DatapointsToAlarm") == retrying[0]["EvaluationPeriods"])
+    retrying = [a for a, metric, dims in own if metric == "RetryingAge" and dims == {}]
+    check("an alarm on sustained retrying: an event retried for 15 minutes, seen even if retried as seldom",
+          len(retrying) == 1 and retrying[0]["Threshold"] == 900000 and retrying[0]["Statistic"] == "Maximum"
+          and retrying[0]["Period"] >= 900)
     refused_requests = [a for a, metric, dims in own if metric == "RequestsRefused" and dims == {}]
     check("an alarm on requests refused whole (wrong token or route, bad bodies), within minutes",
           len(refused_requests) == 1 and refused_requests[0]["Period"] <= 300)
@@ -429,6 +429,7 @@ def check_metrics(cfn, functions, alarms):
             check("dashboard: dead-letter depth", graphs("AWS/SQS", "ApproximateNumberOfMessagesVisible",
                                                          {"QueueName": "<DeadLetterQueue.QueueName>"}))
             check("dashboard: time in the queue", graphs(namespace, "QueueWait", {}))
+            check("dashboard: how long the oldest retried event has waited", graphs(namespace, "RetryingAge", {}))
         widgets = body["widgets"]
         overlaps = [(a["properties"].get("title"), b["properties"].get("title"))
                     for i, a in enumerate(widgets) for b in widgets[i + 1:]

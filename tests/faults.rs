@@ -411,6 +411,25 @@ async fn one_bad_event_does_not_refuse_the_rest_of_its_body_in_either_mode() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_element_that_is_not_an_event_does_not_refuse_the_rest_of_its_body() {
+    let w = world().await;
+    let app = w.app(AppOptions::default());
+    let a = call(&app, &post(&w, &[alert(1), Value::Null, alert(2)])).await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    assert_eq!(a.body["not_taken"], 1);
+    assert_eq!(a.body["results"][1]["outcome"], "rejected");
+    assert!(a.body["results"][1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("found null"));
+    assert_eq!(
+        seen(&w.standin.accepted()),
+        pairs(&[("trigger", "alert-1"), ("trigger", "alert-2")])
+    );
+    w.finish(&[&a]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_direct_mode_an_event_pagerduty_refuses_does_not_stop_the_others() {
     let w = world().await;
     let app = w.app(AppOptions::default());
@@ -531,4 +550,125 @@ async fn the_token_is_checked_before_the_body_is_read() {
     let b = call(&app, &with_token(with_body(post(&w, &[]), "{"), None)).await;
     assert_eq!(b.status, 401);
     w.finish(&[&a, &b]);
+}
+
+/// The dead-letter messages, as (action, dedup_key) of their queued events, in order.
+async fn parked(w: &World, queues: &Queues) -> Vec<(String, String)> {
+    let source = EventSource::new(w.moto.sqs(), &queues.dlq).await;
+    let mut parked = Vec::new();
+    loop {
+        let messages = source.receive(0).await;
+        if messages.is_empty() {
+            return parked;
+        }
+        for m in &messages {
+            let letter: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            let event = &letter["queued_event"]["event"];
+            parked.push((
+                event["event_action"].as_str().unwrap().to_owned(),
+                event["dedup_key"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_triggers_resolve_follows_it_even_when_its_lane_has_stopped() {
+    let w = world().await;
+    let queues = w.moto.create_queues(30, 1000).await;
+    let app = queue_app(&w, &queues, Memory::default());
+    let a = call(&app, &post(&w, &[alert(1), alert(2), recovery(1)])).await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    // Alert 1's trigger is refused for good; alert 2's meets two 503s, which stops the
+    // lane before alert 1's resolve comes up.
+    w.standin
+        .script([Fault::Status(400), Fault::Status(503), Fault::Status(503)]);
+    let source = EventSource::new(w.moto.sqs(), &queues.url).await;
+    let messages = source.receive(1).await;
+    assert_eq!(messages.len(), 3);
+    let response = dispatch(&app, &source.sqs_event(&messages)).await;
+    source.settle(&messages, Some(&response)).await;
+    drain(&app, &source, Duration::from_secs(60)).await;
+    assert_eq!(
+        parked(&w, &queues).await,
+        pairs(&[("trigger", "alert-1"), ("resolve", "alert-1")]),
+        "the resolve follows its refused trigger, not ahead of its redrive to PagerDuty"
+    );
+    assert_eq!(
+        seen(&w.standin.accepted()),
+        pairs(&[("trigger", "alert-2")])
+    );
+    w.finish(&[&a]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_record_sqs_would_not_delete_holds_its_lane() {
+    let w = world().await;
+    let queues = w.moto.create_queues(2, 1000).await;
+    let app = queue_app(&w, &queues, Memory::default());
+    let a = call(&app, &post(&w, &[alert(1), recovery(1), alert(2)])).await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    // The dispatcher's SQS accepts and never answers: the trigger is delivered, its
+    // delete fails, and then the invocation dies.
+    let stalled = Stalled::start();
+    let broken = w.app(AppOptions {
+        queue: Some(QueueOptions {
+            sqs_endpoint: Some(stalled.endpoint.clone()),
+            ..QueueOptions::new(&queues)
+        }),
+        ..AppOptions::default()
+    });
+    let source = EventSource::new(w.moto.sqs(), &queues.url).await;
+    let messages = source.receive(1).await;
+    assert_eq!(messages.len(), 3);
+    let event = serde_json::from_value(source.sqs_event(&messages)).unwrap();
+    let crashed = tokio::time::timeout(
+        Duration::from_millis(2500),
+        broken.dispatch(event, &invocation(Duration::from_secs(30))),
+    )
+    .await;
+    assert!(crashed.is_err(), "the invocation died");
+    assert_eq!(
+        seen(&w.standin.accepted()),
+        pairs(&[("trigger", "alert-1")]),
+        "nothing more of the lane went while the trigger could be sent again"
+    );
+    source.settle(&messages, None).await;
+    drain(&app, &source, Duration::from_secs(60)).await;
+    // The replay repeats the trigger (folded into the open alert), never a trigger
+    // after its resolve (a second incident).
+    assert_eq!(
+        seen(&w.standin.accepted()),
+        pairs(&[
+            ("trigger", "alert-1"),
+            ("trigger", "alert-1"),
+            ("resolve", "alert-1"),
+            ("trigger", "alert-2")
+        ])
+    );
+    w.finish(&[&a]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_over_an_hour_still_holds_the_record() {
+    let w = world().await;
+    let queues = w.moto.create_queues(30, 1000).await;
+    let app = queue_app(&w, &queues, Memory::default());
+    let a = call(&app, &post(&w, &[alert(1)])).await;
+    assert_eq!(a.status, 202);
+    w.standin.script([
+        Fault::StatusRetryAfter(429, 7200),
+        Fault::StatusRetryAfter(429, 7200),
+    ]);
+    let source = EventSource::new(w.moto.sqs(), &queues.url).await;
+    let messages = source.receive(1).await;
+    let response = dispatch(&app, &source.sqs_event(&messages)).await;
+    assert_eq!(response["batchItemFailures"].as_array().unwrap().len(), 1);
+    source.settle(&messages, Some(&response)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        source.receive(0).await.is_empty(),
+        "PagerDuty asked for two hours (taken as one): not back within seconds"
+    );
+    w.finish(&[&a]);
 }

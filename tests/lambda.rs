@@ -360,16 +360,10 @@ async fn bad_requests_get_clear_json_errors_and_send_nothing() {
             "untranslatable_event",
         ),
         (
-            "one bad event spoils the batch",
-            with_body(
-                w.event("alert.json"),
-                &format!(
-                    "[{}, 7]",
-                    event_file("alert.json")["body"].as_str().unwrap()
-                ),
-            ),
+            "no element is an event",
+            with_body(w.event("alert.json"), "[7, null]"),
             400,
-            "bad_request",
+            "untranslatable_event",
         ),
         (
             "bad base64",

@@ -142,6 +142,15 @@ async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
         .status,
         401
     );
+    assert_eq!(
+        call(
+            &app,
+            &with_path(post(&w, None, &[alert(7)]), "/wp-login.php")
+        )
+        .await
+        .status,
+        404
+    );
     let mut too_large = post(&w, None, &[alert(8)]);
     too_large["body"] = json!("x".repeat((1 << 20) + 1));
     assert_eq!(call(&app, &too_large).await.status, 413);
@@ -170,6 +179,7 @@ async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
         support::emf::refused_requests(&texts),
         [
             ("bad_request", 1),
+            ("invalid_path", 1),
             ("not_found", 1),
             ("payload_too_large", 1),
             ("unauthorized", 1)
@@ -264,6 +274,11 @@ async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
             ("/payments", "delivered", 2),
             ("/payments", "refused", 1),
         ])
+    );
+    assert_eq!(
+        samples(&lines, "retrying", "RetryingAge").len(),
+        1,
+        "a failed attempt says how long its event has waited"
     );
     let waits = samples(&lines, "delivered", "QueueWait");
     assert_eq!(

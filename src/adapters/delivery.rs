@@ -11,7 +11,8 @@ pub const DEFAULT_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 /// An attempt is not started with less time than this left before the deadline.
 const MIN_ATTEMPT: Duration = Duration::from_millis(100);
-/// Retry-After values above this are treated as "not within this invocation".
+/// Retry-After values above this are taken as this: still a floor under the backoff,
+/// without parking a lane for longer than an hour on one answer.
 const MAX_HONOURED_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +189,7 @@ impl PagerDutyClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs)
-            .filter(|d| *d <= MAX_HONOURED_RETRY_AFTER);
+            .map(|d| d.min(MAX_HONOURED_RETRY_AFTER));
         // The body is read under the same timeout: a stalled body is a failed attempt.
         let text = match response.text().await {
             Ok(text) => text,
@@ -207,8 +208,10 @@ impl PagerDutyClient {
     }
 }
 
-/// PagerDuty's advice: 2xx taken; 400 invalid, never retry; 429 rate limited and 5xx
-/// failed, retry later; 408 a timeout. Other 4xx mean the URL or setup is wrong.
+/// PagerDuty's advice: 2xx taken; 400 invalid, never retry (unless it is the routing key
+/// that is refused); 429 rate limited and 5xx failed, retry later; 408 a timeout. 401,
+/// 403, 404 and 405 mean the URL or a proxy is wrong: retried, since no event is at fault.
+/// Any other 4xx (413, say) refuses the event.
 fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Attempt {
     #[derive(serde::Deserialize, Default)]
     struct Answer {
@@ -231,6 +234,16 @@ fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Attempt {
                 408 => "PagerDuty timed out reading the event (408)".to_owned(),
                 _ => format!("PagerDuty failed with {status}"),
             },
+            status: Some(status),
+            retry_after,
+        },
+        // Not about the event: the Events API has one path and takes no credentials but
+        // the routing key, so these mean PAGERDUTY_EVENTS_URL or something between us and
+        // PagerDuty is wrong. Every event would meet the same; they wait, not park.
+        401 | 403 | 404 | 405 => Attempt::Retry {
+            why: format!(
+                "PagerDuty answered {status}: PAGERDUTY_EVENTS_URL or a proxy on the way is misconfigured"
+            ),
             status: Some(status),
             retry_after,
         },
@@ -341,7 +354,8 @@ mod tests {
                 "",
                 "refused 400 PagerDuty refused the event with HTTP 400",
             ),
-            (404, r#"{"message":"Not found"}"#, "refused 404 Not found"),
+            (404, r#"{"message":"Not found"}"#, "retry 404"),
+            (403, "", "retry 403"),
             (
                 400,
                 r#"{"status":"invalid event","message":"Event object is invalid","errors":["Invalid routing key"]}"#,

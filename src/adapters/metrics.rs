@@ -25,8 +25,13 @@ pub const PAGERDUTY_ATTEMPTS: &str = "PagerDutyAttempts";
 /// Queue mode: time from SQS taking an event to the dispatcher finishing with it.
 pub const QUEUE_WAIT: &str = "QueueWait";
 /// Requests refused whole before any event in them was counted (a wrong token, an
-/// unknown route, a body too large or unreadable), by `Reason`, the answer's error code.
+/// unknown route, a body too large or unreadable), by `Reason`; with no dimension, only
+/// those an alarm should see (not a path that is no route, nor a wrong method: what
+/// scanners of a public URL cause).
 pub const REQUESTS_REFUSED: &str = "RequestsRefused";
+/// Queue mode: for an event whose attempt failed (`retrying`, `key_refused`), how long it
+/// has been in the queue: an outage's length, seen from the dispatcher's own attempts.
+pub const RETRYING_AGE: &str = "RetryingAge";
 pub const ROUTE: &str = "Route";
 pub const OUTCOME: &str = "Outcome";
 pub const REASON: &str = "Reason";
@@ -115,14 +120,16 @@ struct Samples {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tally {
     groups: BTreeMap<(String, Outcome), Samples>,
-    refused_requests: BTreeMap<&'static str, u64>,
+    /// By (reason, whether it counts towards the alarm).
+    refused_requests: BTreeMap<(&'static str, bool), u64>,
 }
 
 impl Tally {
     /// A whole request was refused for `reason` (a fixed error code, so the dimension
-    /// stays bounded) before any of its events was counted.
-    pub fn refused_request(&mut self, reason: &'static str) {
-        *self.refused_requests.entry(reason).or_default() += 1;
+    /// stays bounded) before any of its events was counted; `alarming` adds it to the
+    /// total with no dimension, which the alarm watches.
+    pub fn refused_request(&mut self, reason: &'static str, alarming: bool) {
+        *self.refused_requests.entry((reason, alarming)).or_default() += 1;
     }
 
     /// `events` events of `route` ended (or arrived) as `outcome`.
@@ -235,7 +242,12 @@ pub fn is_valid_namespace(namespace: &str) -> bool {
 /// routes. Samples beyond EMF's 100 values per line continue on further lines.
 pub fn render(namespace: &str, timestamp_ms: u64, tally: &Tally, request_id: &str) -> Vec<String> {
     let mut lines = Vec::new();
-    for (reason, count) in &tally.refused_requests {
+    for ((reason, alarming), count) in &tally.refused_requests {
+        let dimensions = if *alarming {
+            json!([[REASON], []])
+        } else {
+            json!([[REASON]])
+        };
         lines.push(
             json!({
                 REQUESTS_REFUSED: count,
@@ -243,7 +255,7 @@ pub fn render(namespace: &str, timestamp_ms: u64, tally: &Tally, request_id: &st
                 "request_id": request_id,
                 "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
                     "Namespace": namespace,
-                    "Dimensions": [[REASON], []],
+                    "Dimensions": dimensions,
                     "Metrics": [{"Name": REQUESTS_REFUSED, "Unit": "Count"}],
                 }]},
             })
@@ -276,10 +288,16 @@ pub fn render(namespace: &str, timestamp_ms: u64, tally: &Tally, request_id: &st
                 }));
             }
             let mut timings = Vec::new();
+            // A failed attempt's time in the queue is how long the event has been
+            // waiting so far, not what delivery took: its own metric.
+            let wait = match outcome {
+                Outcome::Retrying | Outcome::KeyRefused => RETRYING_AGE,
+                _ => QUEUE_WAIT,
+            };
             for (name, unit, values) in [
                 (PAGERDUTY_LATENCY, "Milliseconds", &samples.latency_ms),
                 (PAGERDUTY_ATTEMPTS, "Count", &samples.attempts),
-                (QUEUE_WAIT, "Milliseconds", &samples.queue_wait_ms),
+                (wait, "Milliseconds", &samples.queue_wait_ms),
             ] {
                 let values = part(values);
                 if !values.is_empty() {
@@ -373,13 +391,20 @@ mod tests {
     #[test]
     fn a_refused_request_is_one_line_by_reason() {
         let mut tally = Tally::default();
-        tally.refused_request("unauthorized");
-        tally.refused_request("unauthorized");
+        tally.refused_request("unauthorized", true);
+        tally.refused_request("unauthorized", true);
+        tally.refused_request("invalid_path", false);
         let lines = parsed(&render("ns", 7, &tally, "r"));
-        assert_eq!(lines.len(), 1);
-        assert_eq!(lines[0][REQUESTS_REFUSED], 2);
-        assert_eq!(lines[0][REASON], "unauthorized");
-        let directive = &lines[0]["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0][REASON], "invalid_path");
+        assert_eq!(
+            lines[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Reason"]]),
+            "by reason only: not in the total the alarm watches"
+        );
+        assert_eq!(lines[1][REQUESTS_REFUSED], 2);
+        assert_eq!(lines[1][REASON], "unauthorized");
+        let directive = &lines[1]["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Dimensions"], json!([["Reason"], []]));
         assert_eq!(directive["Namespace"], "ns");
     }

@@ -110,12 +110,14 @@ impl WebhookSecrets {
                 routes: BTreeMap::new(),
             });
         }
-        /// `"webhook_token": "t"` or, during a rotation, `["new", "old"]`.
+        /// `"webhook_token": "t"` or, during a rotation, `["new", "old"]`. An entry of the
+        /// list that is not a string is skipped, not fatal: a typo made while rotating
+        /// the token must not make the routing keys unreadable too.
         #[derive(serde::Deserialize)]
         #[serde(untagged)]
         enum OneOrMany {
             One(String),
-            Many(Vec<String>),
+            Many(Vec<serde_json::Value>),
         }
         #[derive(serde::Deserialize)]
         struct Shape {
@@ -150,10 +152,20 @@ impl WebhookSecrets {
         let webhook_tokens = match shape.webhook_token {
             None => Vec::new(),
             Some(OneOrMany::One(token)) => WebhookToken::new(&token).into_iter().collect(),
-            Some(OneOrMany::Many(tokens)) => tokens
-                .iter()
-                .filter_map(|token| WebhookToken::new(token))
-                .collect(),
+            Some(OneOrMany::Many(tokens)) => {
+                let skipped = tokens.iter().filter(|t| !t.is_string()).count();
+                if skipped > 0 {
+                    tracing::warn!(
+                        skipped,
+                        "webhook_token list entries that are not strings were skipped"
+                    );
+                }
+                tokens
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .filter_map(WebhookToken::new)
+                    .collect()
+            }
         };
         Ok(WebhookSecrets {
             routing_key: RoutingKey::new(&shape.routing_key)?,
@@ -295,7 +307,13 @@ pub struct SecretCache<S> {
 struct CacheState {
     current: Option<(Arc<WebhookSecrets>, Instant)>,
     last_forced: Option<Instant>,
+    /// When a refresh last failed while a stale value was served.
+    last_failed: Option<Instant>,
 }
+
+/// After a failed refresh the stale value is served this long before the source is asked
+/// again: a Secrets Manager that stalls would otherwise cost every request its timeout.
+const PAUSE_AFTER_FAILED_REFRESH: Duration = Duration::from_secs(30);
 
 impl<S: SecretSource> SecretCache<S> {
     pub fn new(source: S, ttl: Duration, forced_refresh_interval: Duration) -> Self {
@@ -314,7 +332,10 @@ impl<S: SecretSource> SecretCache<S> {
     pub async fn get(&self, deadline: Instant) -> Result<Arc<WebhookSecrets>, SecretError> {
         let mut state = self.state.lock().await;
         if let Some((secrets, fetched_at)) = &state.current {
-            if fetched_at.elapsed() < self.ttl {
+            let paused = state
+                .last_failed
+                .is_some_and(|failed| failed.elapsed() < PAUSE_AFTER_FAILED_REFRESH);
+            if fetched_at.elapsed() < self.ttl || paused {
                 return Ok(Arc::clone(secrets));
             }
         }
@@ -323,7 +344,9 @@ impl<S: SecretSource> SecretCache<S> {
             Err(error) => match &state.current {
                 Some((stale, _)) => {
                     tracing::warn!(%error, "secret refresh failed; serving the cached value");
-                    Ok(Arc::clone(stale))
+                    let stale = Arc::clone(stale);
+                    state.last_failed = Some(Instant::now());
+                    Ok(stale)
                 }
                 None => Err(error),
             },
@@ -389,6 +412,7 @@ impl<S: SecretSource> SecretCache<S> {
             })?;
         let secrets = Arc::new(fetched?);
         state.current = Some((Arc::clone(&secrets), Instant::now()));
+        state.last_failed = None;
         Ok(secrets)
     }
 }
@@ -429,6 +453,11 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(rotating.webhook_tokens.len(), 2);
+        let typo = WebhookSecrets::parse(&format!(
+            r#"{{"routing_key":"{KEY}","webhook_token":["new-token", 5, null]}}"#
+        ))
+        .expect("a non-string token is skipped, the routing key still read");
+        assert!(typo.accepts_token("new-token") && typo.webhook_tokens.len() == 1);
         for (presented, accepted) in [
             ("new-token", true),
             ("old-token", true),
@@ -451,7 +480,7 @@ mod tests {
             format!(r#"{{"routing_key":"{KEY}","routes":{{"../x":"{KEY}"}}}}"#),
             format!(r#"{{"routing_key":"{KEY}","routes":{{"ok":"supersecret-token"}}}}"#),
             format!(r#"{{"routing_key":"{KEY}", "webhook_token": "supersecret-token""#),
-            format!(r#"{{"routing_key":"{KEY}", "webhook_token": ["supersecret-token", 7]}}"#),
+            format!(r#"{{"routing_key":"{KEY}", "webhook_token": 7}}"#),
         ];
         for value in cases {
             match WebhookSecrets::parse(&value) {
@@ -548,6 +577,12 @@ mod tests {
             "stale value served when the fetch fails"
         );
         assert_eq!(cache.fetch_count(), 3);
+        assert!(cache.get(later()).await.is_ok());
+        assert_eq!(
+            cache.fetch_count(),
+            3,
+            "after a failed refresh the stale value is served without asking again at once"
+        );
         assert!(
             cache.refresh(later()).await.is_some(),
             "after a refused key: not rate-limited"

@@ -77,10 +77,21 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<GuanceEvent>, BodyError> {
 /// so that a body is delivered within one invocation; queue mode takes any number the
 /// body-size cap lets through.
 pub fn parse_body_up_to(body: &[u8], max_events: usize) -> Result<Vec<GuanceEvent>, BodyError> {
+    parse_body_elements(body, max_events)?.into_iter().collect()
+}
+
+/// A body element by element: refused whole only when it is not JSON, not an object nor
+/// an array of them, empty, or over `max_events`; an array element that is not an object
+/// is its own [`BodyError::ElementNotAnEvent`], so that one bad element does not cost
+/// the other events of the body.
+pub fn parse_body_elements(
+    body: &[u8],
+    max_events: usize,
+) -> Result<Vec<Result<GuanceEvent, BodyError>>, BodyError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| BodyError::InvalidJson(e.to_string()))?;
     match value {
-        Value::Object(fields) => Ok(vec![GuanceEvent::from_fields(fields)]),
+        Value::Object(fields) => Ok(vec![Ok(GuanceEvent::from_fields(fields))]),
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(BodyError::EmptyBatch);
@@ -91,7 +102,7 @@ pub fn parse_body_up_to(body: &[u8], max_events: usize) -> Result<Vec<GuanceEven
                     limit: max_events,
                 });
             }
-            items
+            Ok(items
                 .into_iter()
                 .enumerate()
                 .map(|(index, item)| match item {
@@ -101,7 +112,7 @@ pub fn parse_body_up_to(body: &[u8], max_events: usize) -> Result<Vec<GuanceEven
                         found: json_kind(&other),
                     }),
                 })
-                .collect()
+                .collect())
         }
         other => Err(BodyError::NotAnEvent {
             found: json_kind(&other),

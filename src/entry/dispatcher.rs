@@ -24,12 +24,16 @@ use crate::metrics::{Outcome, PagerDutyCall, Tally};
 use crate::queue::{DeadLetter, QueuedEvent};
 use crate::secret::{route_path, SecretSource};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A record is not started with less time than this before the deadline: it is
 /// returned to the queue at once instead.
 const MIN_RECORD_TIME: Duration = Duration::from_millis(500);
+
+/// Kept free at the end of a batch for the calls that settle it: the last delete and the
+/// backoffs of the records that go back.
+const SETTLE_TIME: Duration = Duration::from_millis(500);
 
 /// The longest a delivered record's delete may hold up the next record: SQS answers in
 /// milliseconds, and a record left undeleted is deleted by the mapping anyway.
@@ -43,9 +47,10 @@ enum Fate {
     /// PagerDuty took it: delete it now, before anything else is sent, so that a crash
     /// or timeout later in the batch never sends it again.
     Delivered,
-    /// Dropped by `DRY_RUN` or parked on the dead-letter queue: the event source mapping
-    /// deletes it when the invocation returns (a replay would only park it again).
-    Done,
+    /// Dropped by `DRY_RUN`, or parked on the dead-letter queue: the event source mapping
+    /// deletes it when the invocation returns (a replay would only park it again, once
+    /// per message id), unless a follower that could not be parked returns it.
+    Done { parked: bool },
     /// Try again after this long.
     Retry(Duration),
 }
@@ -55,97 +60,184 @@ enum Fate {
 struct Batch {
     /// Lanes (message groups) where a record failed: their later records wait.
     stopped_groups: HashSet<String>,
-    /// Alerts (group, `dedup_key`) whose event was parked: their later events in the
-    /// batch follow it to the dead-letter queue, so that they stay in order there.
-    parked_alerts: HashSet<(String, String)>,
-    /// Receipt handles of finished records not yet deleted.
+    /// Alerts (group, `dedup_key`) whose event was parked, with that record's index in
+    /// the batch: their later events in the batch follow it to the dead-letter queue,
+    /// whatever else holds the lane, so that they stay in order there.
+    parked_alerts: HashMap<(String, String), usize>,
+    /// Receipt handles of delivered records not yet deleted.
     to_delete: Vec<String>,
-    failures: Vec<BatchItemFailure>,
-    delays: Vec<(String, Duration)>,
+    /// Records to return, by index in the batch, with their backoff.
+    retries: BTreeMap<usize, Duration>,
 }
 
 impl<S: SecretSource> App<S> {
     /// Handles one batch from the delivery queue. Never fails: every record is either
     /// done or reported back, before the invocation's deadline.
     pub async fn dispatch(&self, event: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
-        let deadline = self.work_deadline(invocation);
-        // Deletes and backoffs may use half the margin kept before Lambda's deadline.
-        let bookkeeping = deadline + self.deadline_margin / 2;
+        // Every call ends by the Lambda deadline less its margin; the records' work ends
+        // earlier still, keeping time to settle the batch (deletes, backoffs).
+        let settle_by = self.work_deadline(invocation);
+        let deadline = settle_by.checked_sub(SETTLE_TIME).unwrap_or(settle_by);
         let mut batch = Batch::default();
         let mut tally = Tally::default();
-        for record in &event.records {
+        for (index, record) in event.records.iter().enumerate() {
             let group = record
                 .attributes
                 .get("MessageGroupId")
                 .cloned()
                 .unwrap_or_default();
+            let queued = QueuedEvent::decode(record.body.as_deref().unwrap_or_default());
+            let alert = queued
+                .as_ref()
+                .ok()
+                .map(|q| (q.message_group_id(), q.event.dedup_key.clone()));
+            let head = alert
+                .as_ref()
+                .and_then(|alert| batch.parked_alerts.get(alert).copied());
             // After a failure in its lane, a record must not overtake the failed one. It is
             // made visible again at once: SQS hands out no message of a group while an
             // earlier one is in flight, so the failed record's backoff holds the lane.
             // Out of time, a record goes back at once, for the next invocation.
             let out_of_time = deadline.saturating_duration_since(Instant::now()) < MIN_RECORD_TIME;
-            let fate = if batch.stopped_groups.contains(&group) || out_of_time {
-                Fate::Retry(Duration::ZERO)
-            } else {
-                self.dispatch_record(record, deadline, invocation, &mut batch, &mut tally)
-                    .await
+            let fate = match (head, queued) {
+                // A later event of a parked alert follows it, whatever holds the lane:
+                // returned, it would reach PagerDuty ahead of the parked one's redrive.
+                (Some(head), Ok(queued)) => {
+                    let fate = self
+                        .park_follower(record, &queued, settle_by, invocation, &mut tally)
+                        .await;
+                    if let Fate::Retry(delay) = fate {
+                        // It could not follow: the parked one comes back too, ahead of
+                        // it, and is parked again (once per message id) next time.
+                        batch.retries.insert(head, delay);
+                    }
+                    fate
+                }
+                _ if batch.stopped_groups.contains(&group) || out_of_time => {
+                    Fate::Retry(Duration::ZERO)
+                }
+                (_, queued) => {
+                    let fate = self
+                        .dispatch_record(record, queued, deadline, invocation, &mut tally)
+                        .await;
+                    if let (Fate::Done { parked: true }, Some(alert)) = (&fate, alert) {
+                        batch.parked_alerts.insert(alert, index);
+                    }
+                    fate
+                }
             };
-            let receipt_handle = record.receipt_handle.clone();
             match fate {
                 Fate::Delivered => {
-                    batch.to_delete.extend(receipt_handle);
-                    self.delete_finished(&mut batch, bookkeeping, invocation)
-                        .await;
+                    batch.to_delete.extend(record.receipt_handle.clone());
+                    if !self
+                        .delete_delivered(&mut batch, settle_by, invocation)
+                        .await
+                    {
+                        // Undeleted, it would be sent again after a crash; nothing more
+                        // of its lane goes until it is gone, so that a replay repeats
+                        // at most a trigger, never a trigger after its resolve.
+                        batch.stopped_groups.insert(group);
+                    }
                 }
-                Fate::Done => batch.to_delete.extend(receipt_handle),
+                Fate::Done { .. } => {}
                 Fate::Retry(delay) => {
                     batch.stopped_groups.insert(group);
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = record.message_id.clone().unwrap_or_default();
-                    batch.failures.push(failure);
-                    if let Some(receipt_handle) = receipt_handle {
-                        batch.delays.push((receipt_handle, delay));
-                    }
+                    batch.retries.insert(index, delay);
                 }
             }
         }
-        if !batch.delays.is_empty() {
+        let mut failures = Vec::with_capacity(batch.retries.len());
+        let mut delays = Vec::with_capacity(batch.retries.len());
+        for (&index, &delay) in &batch.retries {
+            let record = &event.records[index];
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = record.message_id.clone().unwrap_or_default();
+            failures.push(failure);
+            if let Some(receipt_handle) = &record.receipt_handle {
+                delays.push((receipt_handle.clone(), delay));
+            }
+        }
+        if !delays.is_empty() {
             if let Some(queue) = &self.queue {
                 // Best effort: a record whose visibility stays as it is comes back after
                 // the queue's visibility timeout instead.
-                if let Err(error) = queue.queue.delay_retries(&batch.delays, bookkeeping).await {
+                if let Err(error) = queue.queue.delay_retries(&delays, settle_by).await {
                     tracing::warn!(request_id = %invocation.request_id, %error, "could not set the backoff of records to retry");
                 }
             }
         }
         self.metrics.publish(&tally, &invocation.request_id);
         let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = batch.failures;
+        response.batch_item_failures = failures;
         response
     }
 
-    /// Deletes the batch's finished records now. Best effort: a record left undeleted
-    /// is deleted by the event source mapping when the invocation returns.
-    async fn delete_finished(&self, batch: &mut Batch, deadline: Instant, invocation: &Invocation) {
-        let Some(mode) = &self.queue else { return };
-        if batch.to_delete.is_empty() {
-            return;
-        }
+    /// Deletes the batch's delivered records now; `false` when SQS did not. Such a
+    /// record is still reported done: the event source mapping deletes it when the
+    /// invocation returns.
+    async fn delete_delivered(
+        &self,
+        batch: &mut Batch,
+        deadline: Instant,
+        invocation: &Invocation,
+    ) -> bool {
+        let Some(mode) = &self.queue else {
+            return true;
+        };
         let deadline = deadline.min(Instant::now() + DELETE_WAIT);
         match mode.queue.delete(&batch.to_delete, deadline).await {
-            Ok(()) => batch.to_delete.clear(),
+            Ok(()) => {
+                batch.to_delete.clear();
+                true
+            }
             Err(error) => {
-                tracing::warn!(request_id = %invocation.request_id, %error, "could not delete delivered records at once; the event source mapping deletes them when the batch returns");
+                tracing::warn!(request_id = %invocation.request_id, %error, "could not delete a delivered record at once; its lane waits for the next invocation, and the event source mapping deletes it when the batch returns");
+                false
             }
         }
+    }
+
+    /// Parks a later event of an alert whose earlier event in the batch was parked.
+    async fn park_follower(
+        &self,
+        record: &SqsMessage,
+        queued: &QueuedEvent,
+        deadline: Instant,
+        invocation: &Invocation,
+        tally: &mut Tally,
+    ) -> Fate {
+        let Some(mode) = &self.queue else {
+            return Fate::Retry(Duration::ZERO);
+        };
+        let message_id = record.message_id.as_deref().unwrap_or_default();
+        let event = &queued.event;
+        let reason = "an earlier event of this alert was refused by PagerDuty and is on the dead-letter queue; this one follows it there, in order".to_owned();
+        tracing::error!(request_id = %invocation.request_id, message_id, df_event_id = queued.df_event_id.as_deref(), dedup_key = %event.dedup_key, action = event.event_action.as_str(), route = queued.route.as_deref(), outcome = "refused", %reason, "event set aside behind its alert's refused event");
+        tally.event(
+            &route_path(queued.route.as_deref()),
+            Outcome::Refused,
+            None,
+            queued_ms(record),
+        );
+        let backoff = mode.backoff(receives(record));
+        self.park(
+            mode,
+            Ok(queued),
+            message_id,
+            None,
+            &[reason],
+            backoff,
+            deadline,
+        )
+        .await
     }
 
     async fn dispatch_record(
         &self,
         record: &SqsMessage,
+        queued: Result<QueuedEvent, String>,
         deadline: Instant,
         invocation: &Invocation,
-        batch: &mut Batch,
         tally: &mut Tally,
     ) -> Fate {
         let Some(mode) = &self.queue else {
@@ -155,19 +247,11 @@ impl<S: SecretSource> App<S> {
         };
         let request_id = invocation.request_id.as_str();
         let message_id = record.message_id.as_deref().unwrap_or_default();
-        let receives: u32 = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
+        let receives = receives(record);
         let backoff = mode.backoff(receives);
-        let queued_ms = record
-            .attributes
-            .get("SentTimestamp")
-            .and_then(|t| t.parse::<u64>().ok())
-            .map(|sent| now_ms().saturating_sub(sent));
+        let queued_ms = queued_ms(record);
 
-        let queued = match QueuedEvent::decode(record.body.as_deref().unwrap_or_default()) {
+        let queued = match queued {
             Ok(queued) => queued,
             Err(reason) => {
                 tracing::error!(request_id, message_id, %reason, outcome = "refused", "queued message unreadable");
@@ -195,40 +279,23 @@ impl<S: SecretSource> App<S> {
             queued.route.as_deref(),
         );
         let path = route_path(route);
-        let alert = (queued.message_group_id(), event.dedup_key.clone());
-        if batch.parked_alerts.contains(&alert) {
-            let reason = "an earlier event of this alert was refused by PagerDuty and is on the dead-letter queue; this one follows it there, in order".to_owned();
-            tracing::error!(request_id, message_id, df_event_id, dedup_key, action, severity, route, outcome = "refused", %reason, "event set aside behind its alert's refused event");
-            tally.event(&path, Outcome::Refused, None, queued_ms);
-            return self
-                .park(
-                    mode,
-                    Ok(&queued),
-                    message_id,
-                    None,
-                    &[reason],
-                    backoff,
-                    deadline,
-                )
-                .await;
-        }
         if self.dry_run {
             let rendered = serde_json::to_string(event).unwrap_or_default();
             tracing::info!(request_id, message_id, df_event_id, dedup_key, action, severity, route, queued_ms, outcome = "dry_run", pagerduty_event = %rendered, "event not sent (DRY_RUN)");
             tally.event(&path, Outcome::DryRun, None, queued_ms);
-            return Fate::Done;
+            return Fate::Done { parked: false };
         }
         let secrets = match self.secrets.get(deadline).await {
             Ok(secrets) => secrets,
             Err(error) => {
                 tracing::error!(request_id, message_id, df_event_id, %error, receives, outcome = "failed", "cannot read the PagerDuty secret; the event waits in the queue");
-                tally.event(&path, Outcome::Retrying, None, None);
+                tally.event(&path, Outcome::Retrying, None, queued_ms);
                 return Fate::Retry(backoff);
             }
         };
         let Some(routing_key) = secrets.routing_key_for(route) else {
             tracing::error!(request_id, message_id, df_event_id, route, receives, outcome = "failed", "the event's route is no longer in the secret; it waits in the queue until it is back or the queue's redrive moves it to the dead-letter queue");
-            tally.event(&path, Outcome::Retrying, None, None);
+            tally.event(&path, Outcome::Retrying, None, queued_ms);
             return Fate::Retry(mode.retry_max);
         };
         let mut routing_key = routing_key.clone();
@@ -280,21 +347,16 @@ impl<S: SecretSource> App<S> {
                     let reason = errors.join("; ");
                     tracing::error!(request_id, message_id, df_event_id, dedup_key, action, severity, route, pagerduty_status = status, attempts, ms, outcome = "refused", %reason, "PagerDuty refused the event; it goes to the dead-letter queue");
                     tally.event(&path, Outcome::Refused, call, queued_ms);
-                    let fate = self
-                        .park(
-                            mode,
-                            Ok(&queued),
-                            message_id,
-                            Some(status),
-                            &errors,
-                            backoff,
-                            deadline,
-                        )
-                        .await;
-                    if matches!(fate, Fate::Done) {
-                        batch.parked_alerts.insert(alert);
-                    }
-                    fate
+                    self.park(
+                        mode,
+                        Ok(&queued),
+                        message_id,
+                        Some(status),
+                        &errors,
+                        backoff,
+                        deadline,
+                    )
+                    .await
                 }
                 Delivery::KeyRefused { status, errors } => {
                     if !key_refreshed {
@@ -309,7 +371,7 @@ impl<S: SecretSource> App<S> {
                         }
                     }
                     let reason = errors.join("; ");
-                    tally.event(&path, Outcome::KeyRefused, call, None);
+                    tally.event(&path, Outcome::KeyRefused, call, queued_ms);
                     tracing::error!(request_id, message_id, df_event_id, dedup_key, action, severity, route, pagerduty_status = status, attempts, ms, queued_ms, receives, retry_in_s = backoff.as_secs(), outcome = "key_refused", %reason, "PagerDuty refused the routing key; the lane waits in the queue until the secret's key for this route is fixed");
                     Fate::Retry(backoff)
                 }
@@ -320,7 +382,7 @@ impl<S: SecretSource> App<S> {
                 } => {
                     // PagerDuty's advice is a floor, never a shortcut past our backoff.
                     let delay = retry_after.map_or(backoff, |advised| advised.max(backoff));
-                    tally.event(&path, Outcome::Retrying, call, None);
+                    tally.event(&path, Outcome::Retrying, call, queued_ms);
                     tracing::warn!(request_id, message_id, df_event_id, dedup_key, action, severity, route, pagerduty_status = last_status, attempts, ms, queued_ms, receives, retry_in_s = delay.as_secs(), outcome = "retrying", reason = %last_failure, "PagerDuty did not take the event; it waits in the queue");
                     Fate::Retry(delay)
                 }
@@ -365,13 +427,31 @@ impl<S: SecretSource> App<S> {
             ),
         };
         match dead_letters.send(body, &group, message_id, deadline).await {
-            Ok(()) => Fate::Done,
+            Ok(()) => Fate::Done { parked: true },
             Err(error) => {
                 tracing::error!(message_id, %error, "could not move the refused event to the dead-letter queue; it stays in the queue");
                 Fate::Retry(backoff)
             }
         }
     }
+}
+
+/// How many times SQS has handed the record out, this time included.
+fn receives(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// How long the record has been in the queue.
+fn queued_ms(record: &SqsMessage) -> Option<u64> {
+    record
+        .attributes
+        .get("SentTimestamp")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(|sent| now_ms().saturating_sub(sent))
 }
 
 fn now_ms() -> u64 {

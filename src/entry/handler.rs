@@ -8,14 +8,14 @@
 
 use crate::delivery::{jittered, Delivery, PagerDutyClient};
 use crate::error::{AppError, EventOutcome, EventResult};
-use crate::guance::{parse_body_up_to, MAX_EVENTS_PER_BODY};
+use crate::guance::{parse_body_elements, MAX_EVENTS_PER_BODY};
 use crate::metrics::{self, Metrics, PagerDutyCall, Tally};
 use crate::pagerduty::PagerDutyEvent;
 use crate::queue::{FifoQueue, QueuedEvent};
 use crate::secret::{
     is_valid_route_name, route_path, RoutingKey, SecretCache, SecretSource, WebhookSecrets,
 };
-use crate::translate::{translate, DropReason, Outcome, RejectReason, Settings};
+use crate::translate::{translate, DropReason, Outcome, Settings};
 use base64::Engine;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_http::http::{header, HeaderValue, Method};
@@ -108,7 +108,9 @@ impl Invocation {
 enum Step {
     Send(Box<PagerDutyEvent>),
     Drop(DropReason),
-    Reject(RejectReason),
+    /// Not taken, and why: an element that is not an event, or an event that cannot be
+    /// translated.
+    Reject(String),
 }
 
 /// What became of one delivery attempt, for the request's answer.
@@ -173,7 +175,7 @@ impl<S: SecretSource> App<S> {
         let path = request.raw_path.as_deref().unwrap_or("/");
         let mut tally = Tally::default();
         let answer = match (route_of(path), method) {
-            (Route::Invalid, _) => Err(AppError::NotFound),
+            (Route::Invalid, _) => Err(AppError::NoSuchPath),
             (Route::Root, Method::GET) => Ok((200, health())),
             (Route::Root, Method::POST) => {
                 self.webhook(None, &request, invocation, &mut tally).await
@@ -187,7 +189,7 @@ impl<S: SecretSource> App<S> {
         };
         if let Err(error) = &answer {
             if error.refuses_whole_request() {
-                tally.refused_request(error.code());
+                tally.refused_request(error.reason(), error.is_alarming());
             }
         }
         self.metrics.publish(&tally, &invocation.request_id);
@@ -237,20 +239,24 @@ impl<S: SecretSource> App<S> {
         } else {
             MAX_EVENTS_PER_BODY
         };
-        let events =
-            parse_body_up_to(&body, max_events).map_err(|e| AppError::BadRequest(e.to_string()))?;
-        tally.count(&path, metrics::Outcome::Received, events.len() as u64);
+        let elements = parse_body_elements(&body, max_events)
+            .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        tally.count(&path, metrics::Outcome::Received, elements.len() as u64);
 
-        let planned = events
+        let planned = elements
             .iter()
-            .map(|event| {
+            .map(|element| {
+                let event = match element {
+                    Ok(event) => event,
+                    Err(not_an_event) => return (None, Step::Reject(not_an_event.to_string())),
+                };
                 let translation = translate(event, &self.settings);
                 let df_event_id = event.text("df_event_id").map(|id| id.into_owned());
                 for warning in &translation.warnings {
                     tracing::warn!(request_id = %invocation.request_id, df_event_id = df_event_id.as_deref(), %warning, "event translated with a warning");
                 }
                 let step = match translation.outcome {
-                    Outcome::Reject(reason) => Step::Reject(reason),
+                    Outcome::Reject(reason) => Step::Reject(reason.to_string()),
                     Outcome::Drop(reason) => Step::Drop(reason),
                     Outcome::Send(event) => Step::Send(event),
                 };
@@ -654,7 +660,7 @@ fn dropped(
 fn rejected(
     index: usize,
     df_event_id: Option<String>,
-    reason: RejectReason,
+    reason: String,
     invocation: &Invocation,
     tally: &mut Tally,
     path: &str,
@@ -668,7 +674,7 @@ fn rejected(
         severity: None,
         dedup_key: None,
         outcome: EventOutcome::Rejected,
-        reason: Some(reason.to_string()),
+        reason: Some(reason),
     }
 }
 
