@@ -6,6 +6,7 @@
 //! queue; the dispatcher looks it up when it sends. Each route is one message group, so
 //! each PagerDuty service gets one strictly ordered lane.
 
+use crate::adapters::aws_call_timeouts;
 use crate::pagerduty::{PagerDutyEvent, MAX_BODY_BYTES};
 use crate::secret::route_path;
 use aws_sdk_sqs::types::{
@@ -170,12 +171,6 @@ fn visibility_seconds(delay: Duration) -> i32 {
     seconds.min(43_200) as i32
 }
 
-/// SQS answers in milliseconds; an attempt that takes longer is stuck (a connection that
-/// was accepted and never answered), and the SDK's retry takes over. Every call is also
-/// bounded by the caller's deadline, which is what keeps an invocation's answer in time.
-const SQS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-const SQS_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// An SQS FIFO queue.
 #[derive(Clone)]
 pub struct FifoQueue {
@@ -205,15 +200,10 @@ impl FifoQueue {
         url: impl Into<String>,
         max_message_bytes: usize,
     ) -> Self {
-        let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
-            .connect_timeout(SQS_ATTEMPT_TIMEOUT)
-            .operation_attempt_timeout(SQS_ATTEMPT_TIMEOUT)
-            .operation_timeout(SQS_OPERATION_TIMEOUT)
-            .build();
         let config = client
             .config()
             .to_builder()
-            .timeout_config(timeouts)
+            .timeout_config(aws_call_timeouts())
             .build();
         FifoQueue {
             client: aws_sdk_sqs::Client::from_conf(config),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 
+use crate::adapters::aws_call_timeouts;
 use crate::pagerduty::MAX_ROUTING_KEY_CHARS;
 
 /// A PagerDuty integration key. Never printed: `Debug` and `Display` redact it.
@@ -221,23 +222,13 @@ pub struct SecretsManagerSource {
     secret_id: String,
 }
 
-/// Secrets Manager answers in milliseconds; an attempt that takes longer is stuck, and the
-/// SDK's retry takes over. The caller's deadline bounds the whole call as well.
-const SECRETS_MANAGER_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-const SECRETS_MANAGER_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
-
 impl SecretsManagerSource {
     /// `client` with this adapter's attempt and operation timeouts, whatever it had.
     pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
-        let timeouts = aws_sdk_secretsmanager::config::timeout::TimeoutConfig::builder()
-            .connect_timeout(SECRETS_MANAGER_ATTEMPT_TIMEOUT)
-            .operation_attempt_timeout(SECRETS_MANAGER_ATTEMPT_TIMEOUT)
-            .operation_timeout(SECRETS_MANAGER_OPERATION_TIMEOUT)
-            .build();
         let config = client
             .config()
             .to_builder()
-            .timeout_config(timeouts)
+            .timeout_config(aws_call_timeouts())
             .build();
         SecretsManagerSource {
             client: aws_sdk_secretsmanager::Client::from_conf(config),

@@ -644,16 +644,15 @@ fn dropped(
     path: &str,
 ) -> EventResult {
     tracing::info!(request_id = %invocation.request_id, df_event_id = df_event_id.as_deref(), outcome = "dropped", %reason, "event dropped");
-    tally.event(path, metrics::Outcome::Dropped, None, None);
-    EventResult {
+    let reason = reason.to_string();
+    set_aside(
         index,
         df_event_id,
-        action: None,
-        severity: None,
-        dedup_key: None,
-        outcome: EventOutcome::Dropped,
-        reason: Some(reason.to_string()),
-    }
+        EventOutcome::Dropped,
+        reason,
+        tally,
+        path,
+    )
 }
 
 /// The result of an event that cannot be translated, with its log line and its count.
@@ -666,14 +665,37 @@ fn rejected(
     path: &str,
 ) -> EventResult {
     tracing::error!(request_id = %invocation.request_id, df_event_id = df_event_id.as_deref(), outcome = "rejected", %reason, "event not taken: it cannot be translated");
-    tally.event(path, metrics::Outcome::Rejected, None, None);
+    set_aside(
+        index,
+        df_event_id,
+        EventOutcome::Rejected,
+        reason,
+        tally,
+        path,
+    )
+}
+
+/// The counted result of an event that is not sent at all (dropped or rejected).
+fn set_aside(
+    index: usize,
+    df_event_id: Option<String>,
+    outcome: EventOutcome,
+    reason: String,
+    tally: &mut Tally,
+    path: &str,
+) -> EventResult {
+    let counted = match outcome {
+        EventOutcome::Dropped => metrics::Outcome::Dropped,
+        _ => metrics::Outcome::Rejected,
+    };
+    tally.event(path, counted, None, None);
     EventResult {
         index,
         df_event_id,
         action: None,
         severity: None,
         dedup_key: None,
-        outcome: EventOutcome::Rejected,
+        outcome,
         reason: Some(reason),
     }
 }
