@@ -95,10 +95,10 @@ for _ in $(seq 20); do
 done
 grep -h '"event delivered to PagerDuty"' "$WORK/watch.log" | sed -e 's/\x1b\[[0-9;]*m//g' | tail -n 5 || true
 echo
-echo "== the CloudWatch metrics the function wrote meanwhile (Embedded Metric Format lines), events by outcome"
+echo "== the CloudWatch metrics the function wrote meanwhile (Embedded Metric Format lines): events by outcome, requests refused whole by reason"
 sed -e 's/\x1b\[[0-9;]*m//g' "$WORK/watch.log" | python3 -c '
 import collections, json, sys
-counts = collections.Counter()
+events, refused = collections.Counter(), collections.Counter()
 for line in sys.stdin:
     start = line.find("{")
     if start < 0 or "\"_aws\"" not in line:
@@ -107,5 +107,9 @@ for line in sys.stdin:
         doc = json.loads(line[start:])
     except ValueError:
         continue
-    counts[doc.get("Outcome")] += doc.get("Events", 0)
-print(", ".join(f"{outcome}: {n}" for outcome, n in sorted(counts.items())))'
+    if "Events" in doc:
+        events[doc["Outcome"]] += doc["Events"]
+    if "RequestsRefused" in doc:
+        refused[doc["Reason"]] += doc["RequestsRefused"]
+print("events:", ", ".join(f"{outcome}: {n}" for outcome, n in sorted(events.items())))
+print("requests refused:", ", ".join(f"{reason}: {n}" for reason, n in sorted(refused.items())))'
