@@ -369,3 +369,52 @@ async fn an_sqs_that_never_answers_still_gets_both_entry_points_answered_in_time
     assert_no_secret_in(&w, &[&output, &answer.to_string()]);
     w.finish(&[&queued]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_list_and_a_revoked_routing_key_through_the_runtime_loop() {
+    let old_token = secret_value(40);
+    let old_for_secret = old_token.clone();
+    let w = world_with_secret(move |key, token| {
+        json!({"routing_key": key, "webhook_token": [token, old_for_secret, 7]}).to_string()
+    })
+    .await;
+    let emulator = Emulator::start(BOOTSTRAP, &function_env(&w));
+    // During a rotation both tokens page; a typo (7) in the list costs nothing.
+    let mut answers = Vec::new();
+    for token in [&w.token, &old_token] {
+        let answer = emulator
+            .invoke(&with_token(event_file("alert.json"), Some(token)))
+            .await;
+        let (status, _) = response(&answer, "a rotating token");
+        assert_eq!(status, 202, "{answer}");
+        answers.push(answer.to_string());
+    }
+    // The service's integration is deleted: PagerDuty refuses the key, the function
+    // reads the secret again, finds the same key, and says so; counted as key_refused.
+    w.standin.revoke_key(&w.routing_key);
+    let answer = emulator
+        .invoke(&event_with_test_token(&w, "recovery.json"))
+        .await;
+    let (status, body) = response(&answer, "a revoked key");
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(body["error"], "routing_key_refused");
+    assert_eq!(body["errors"], json!(["Invalid routing key"]));
+    answers.push(answer.to_string());
+
+    let output = emulator.output();
+    assert_eq!(
+        events_by_outcome(&output),
+        [
+            ("delivered".to_owned(), 2),
+            ("key_refused".to_owned(), 1),
+            ("received".to_owned(), 3)
+        ]
+        .into(),
+        "{output}"
+    );
+    let texts: Vec<&str> = answers.iter().map(String::as_str).collect();
+    assert_no_secret_in(&w, &texts);
+    assert_no_secret_in(&w, &[&output]);
+    assert!(!output.contains(&old_token), "the old token leaked");
+    w.finish(&[]);
+}
