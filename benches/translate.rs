@@ -1,7 +1,8 @@
 //! The pure core's cost per event: parse + translate + encode, as the handler runs it.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use guance_pagerduty::{parse_body, translate, Outcome, Settings};
+use guance_pagerduty::domain::guance::parse_body;
+use guance_pagerduty::domain::translate::{translate, Outcome, Settings};
 use serde_json::{json, Value};
 use std::hint::black_box;
 

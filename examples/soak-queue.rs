@@ -74,7 +74,7 @@ async fn main() {
             attempts: 3,
             ..QueueOptions::new(&queues)
         }),
-        retry: guance_pagerduty::delivery::RetryPolicy {
+        retry: guance_pagerduty::adapters::delivery::RetryPolicy {
             attempt_timeout: Duration::from_millis(250),
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(50),

@@ -7,13 +7,13 @@
 #[path = "../tests/support/pagerduty.rs"]
 mod pagerduty;
 
-use guance_pagerduty::delivery::{PagerDutyClient, RetryPolicy};
-use guance_pagerduty::handler::{App, Invocation};
-use guance_pagerduty::metrics::{Memory, Metrics};
-use guance_pagerduty::secret::{
+use guance_pagerduty::adapters::delivery::{PagerDutyClient, RetryPolicy};
+use guance_pagerduty::adapters::metrics::{Memory, Metrics};
+use guance_pagerduty::adapters::secret::{
     RoutingKey, SecretCache, StaticSource, WebhookSecrets, WebhookToken,
 };
-use guance_pagerduty::Settings;
+use guance_pagerduty::domain::translate::Settings;
+use guance_pagerduty::entry::app::{App, Invocation};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -1,10 +1,10 @@
 //! Configuration from the environment, validated once at cold start: a bad value stops
 //! the function with a message naming the variable, rather than failing on every page.
 
-use crate::delivery::{RetryPolicy, DEFAULT_EVENTS_URL};
-use crate::metrics::{is_valid_namespace, DEFAULT_NAMESPACE};
-use crate::pagerduty::Severity;
-use crate::translate::{InfoEvents, Settings};
+use crate::adapters::delivery::{RetryPolicy, DEFAULT_EVENTS_URL};
+use crate::adapters::metrics::{is_valid_namespace, DEFAULT_NAMESPACE};
+use crate::domain::pagerduty::Severity;
+use crate::domain::translate::{InfoEvents, Settings};
 use std::fmt;
 use std::time::Duration;
 

@@ -139,8 +139,8 @@ mod tests {
             }
         }
         let f = filter("debug");
-        assert!(f.would_enable("guance_pagerduty::handler", &Level::DEBUG));
-        assert!(!f.would_enable("guance_pagerduty::handler", &Level::TRACE));
+        assert!(f.would_enable("guance_pagerduty::entry::handler", &Level::DEBUG));
+        assert!(!f.would_enable("guance_pagerduty::entry::handler", &Level::TRACE));
         // The caps never raise a level: at info, the HTTP stacks stay quiet.
         for directives in ["info", "warn,lambda_runtime=info", "hyper=error,info"] {
             let f = filter(directives);

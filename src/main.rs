@@ -2,16 +2,17 @@
 //! The Lambda entry point: wiring only. Configuration is read and checked here, once per
 //! container; the clients built here are reused by every invocation.
 
-use guance_pagerduty::config::{Config, SecretConfig};
-use guance_pagerduty::delivery::{PagerDutyClient, RetryPolicy};
-use guance_pagerduty::handler::{App, Invocation, QueueMode};
-use guance_pagerduty::invocation::{classify, Answer, Incoming};
-use guance_pagerduty::metrics::{self, Metrics};
-use guance_pagerduty::queue::FifoQueue;
-use guance_pagerduty::secret::{
+use guance_pagerduty::adapters::delivery::{PagerDutyClient, RetryPolicy};
+use guance_pagerduty::adapters::metrics::{self, Metrics};
+use guance_pagerduty::adapters::queue::FifoQueue;
+use guance_pagerduty::adapters::secret::RoutingKey;
+use guance_pagerduty::adapters::secret::{
     AnySecretSource, SecretCache, SecretsManagerSource, StaticSource, WebhookSecrets, WebhookToken,
 };
-use guance_pagerduty::{logging, secret::RoutingKey};
+use guance_pagerduty::config::{Config, SecretConfig};
+use guance_pagerduty::entry::app::{App, Invocation, QueueMode};
+use guance_pagerduty::entry::invocation::{classify, Answer, Incoming};
+use guance_pagerduty::logging;
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
 use std::sync::Arc;

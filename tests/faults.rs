@@ -6,7 +6,7 @@
 
 mod support;
 
-use guance_pagerduty::metrics::Memory;
+use guance_pagerduty::adapters::metrics::Memory;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::event_source::EventSource;
@@ -56,7 +56,7 @@ fn queue_app(
     w: &World,
     queues: &Queues,
     metrics: Memory,
-) -> guance_pagerduty::handler::App<guance_pagerduty::secret::SecretsManagerSource> {
+) -> guance_pagerduty::entry::app::App<guance_pagerduty::adapters::secret::SecretsManagerSource> {
     w.app(AppOptions {
         queue: Some(QueueOptions::new(queues)),
         metrics,

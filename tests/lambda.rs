@@ -129,7 +129,7 @@ async fn rate_limited_twice_then_accepted_is_one_delivered_event_and_a_202() {
 async fn pagerduty_down_gives_a_503_and_nothing_reported_as_sent() {
     let w = world().await;
     let app = w.app(AppOptions {
-        retry: guance_pagerduty::delivery::RetryPolicy {
+        retry: guance_pagerduty::adapters::delivery::RetryPolicy {
             max_attempts: 4,
             ..fast_retries()
         },
@@ -181,7 +181,7 @@ async fn pagerduty_down_gives_a_503_and_nothing_reported_as_sent() {
 async fn retries_stop_before_the_lambda_deadline() {
     let w = world().await;
     let app = w.app(AppOptions {
-        retry: guance_pagerduty::delivery::RetryPolicy {
+        retry: guance_pagerduty::adapters::delivery::RetryPolicy {
             max_attempts: 50,
             attempt_timeout: Duration::from_millis(300),
             ..fast_retries()
@@ -215,7 +215,7 @@ async fn retries_stop_before_the_lambda_deadline() {
 async fn a_stalled_attempt_times_out_and_the_retry_delivers() {
     let w = world().await;
     let app = w.app(AppOptions {
-        retry: guance_pagerduty::delivery::RetryPolicy {
+        retry: guance_pagerduty::adapters::delivery::RetryPolicy {
             attempt_timeout: Duration::from_millis(300),
             ..fast_retries()
         },

@@ -9,7 +9,7 @@
 
 mod support;
 
-use guance_pagerduty::metrics::{Memory, Outcome};
+use guance_pagerduty::adapters::metrics::{Memory, Outcome};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -209,8 +209,8 @@ async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
     all_lines.extend(lines);
 
     // Dropped (info events set to drop) and DRY_RUN.
-    let settings = guance_pagerduty::Settings {
-        info_events: guance_pagerduty::InfoEvents::Drop,
+    let settings = guance_pagerduty::domain::translate::Settings {
+        info_events: guance_pagerduty::domain::translate::InfoEvents::Drop,
         ..Default::default()
     };
     let quiet = Memory::default();

@@ -51,7 +51,7 @@ fn request(w: &World, route: Option<&str>, body: &Value) -> Value {
 fn queue_app(
     w: &World,
     queues: &Queues,
-) -> guance_pagerduty::handler::App<guance_pagerduty::secret::SecretsManagerSource> {
+) -> guance_pagerduty::entry::app::App<guance_pagerduty::adapters::secret::SecretsManagerSource> {
     w.app(AppOptions {
         queue: Some(QueueOptions::new(queues)),
         ..AppOptions::default()

@@ -1,12 +1,12 @@
 //! Table-driven tests of the pure translation (CONTRACT.md section 3).
 
-use guance_pagerduty::pagerduty::{
+use guance_pagerduty::domain::guance::{parse_body, GuanceEvent};
+use guance_pagerduty::domain::pagerduty::{EventAction, PagerDutyEvent, Severity};
+use guance_pagerduty::domain::pagerduty::{
     MAX_BODY_BYTES, MAX_ROUTING_KEY_CHARS, MAX_SUMMARY_CHARS, OMITTED_DETAILS_KEY,
 };
-use guance_pagerduty::translate::{DropReason, RejectReason, Warning};
-use guance_pagerduty::{
-    parse_body, translate, EventAction, GuanceEvent, InfoEvents, Outcome, PagerDutyEvent, Settings,
-    Severity, Translation,
+use guance_pagerduty::domain::translate::{
+    translate, DropReason, InfoEvents, Outcome, RejectReason, Settings, Translation, Warning,
 };
 use serde_json::{json, Map, Value};
 
@@ -232,7 +232,9 @@ fn an_alert_and_its_recovery_share_one_dedup_key_on_every_fallback() {
 #[test]
 fn dedup_key_fallback_order() {
     let hash_of = |ws: &str, checker: &str, tags: Value| {
-        guance_pagerduty::pagerduty::hashed_key(json!([ws, checker, tags]).to_string().as_bytes())
+        guance_pagerduty::domain::pagerduty::hashed_key(
+            json!([ws, checker, tags]).to_string().as_bytes(),
+        )
     };
     let cases: Vec<(Value, Option<String>)> = vec![
         (
@@ -301,7 +303,7 @@ fn dedup_key_fallback_order() {
     }
     // Different tags or monitors never share a key.
     let key = |fields: Value| {
-        guance_pagerduty::translate::dedup_key(&event(fields), EventAction::Trigger)
+        guance_pagerduty::domain::translate::dedup_key(&event(fields), EventAction::Trigger)
     };
     assert_ne!(
         key(json!({"df_monitor_checker_id": "rul_1", "df_dimension_tags": "{\"host\":\"a\"}"})),
@@ -313,13 +315,9 @@ fn dedup_key_fallback_order() {
     );
     // The whole-event key: the same fields in any order give one key; any change of
     // content gives another; a resolve never gets one (it would close nothing).
-    let parsed = |body: &str| {
-        guance_pagerduty::parse_body(body.as_bytes())
-            .unwrap()
-            .remove(0)
-    };
+    let parsed = |body: &str| parse_body(body.as_bytes()).unwrap().remove(0);
     let whole = |body: &str| {
-        guance_pagerduty::translate::dedup_key(&parsed(body), EventAction::Trigger).unwrap()
+        guance_pagerduty::domain::translate::dedup_key(&parsed(body), EventAction::Trigger).unwrap()
     };
     assert_eq!(
         whole(r#"{"df_title":"Test","df_message":"This is a test","n":1}"#),
@@ -330,7 +328,7 @@ fn dedup_key_fallback_order() {
         whole(r#"{"df_title":"Test","df_message":"This is another test"}"#)
     );
     assert_eq!(
-        guance_pagerduty::translate::dedup_key(
+        guance_pagerduty::domain::translate::dedup_key(
             &parsed(r#"{"df_title":"Test"}"#),
             EventAction::Resolve
         ),
@@ -341,7 +339,7 @@ fn dedup_key_fallback_order() {
 /// The key an event without any identifier gets: `guance-` and the SHA-256 of `event:`
 /// followed by the event's canonical JSON (sorted keys, no spaces).
 fn whole_event_hash(canonical: &str) -> String {
-    guance_pagerduty::pagerduty::hashed_key(format!("event:{canonical}").as_bytes())
+    guance_pagerduty::domain::pagerduty::hashed_key(format!("event:{canonical}").as_bytes())
 }
 
 #[test]

@@ -501,10 +501,14 @@ async fn main() {
 
     // The floor: the same PagerDuty event POSTed straight to the stand-in, keep-alive.
     let body = {
-        let guance =
-            guance_pagerduty::parse_body(alert["body"].as_str().unwrap().as_bytes()).unwrap();
-        match guance_pagerduty::translate(&guance[0], &Default::default()).outcome {
-            guance_pagerduty::Outcome::Send(e) => e.encode(ROUTING_KEY).unwrap(),
+        let guance = guance_pagerduty::domain::guance::parse_body(
+            alert["body"].as_str().unwrap().as_bytes(),
+        )
+        .unwrap();
+        match guance_pagerduty::domain::translate::translate(&guance[0], &Default::default())
+            .outcome
+        {
+            guance_pagerduty::domain::translate::Outcome::Send(e) => e.encode(ROUTING_KEY).unwrap(),
             _ => unreachable!(),
         }
     };

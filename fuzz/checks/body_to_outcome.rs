@@ -2,8 +2,10 @@
 // compiles it into `make test` and runs it over the seed corpus: a target that no longer
 // builds, or a seed that fails it, fails the tests, not only `make fuzz`.
 
-use guance_pagerduty::pagerduty::{MAX_BODY_BYTES, MAX_DEDUP_KEY_CHARS, MAX_SUMMARY_CHARS};
-use guance_pagerduty::{parse_body, translate, InfoEvents, Outcome, Settings, Severity};
+use guance_pagerduty::domain::pagerduty::{MAX_BODY_BYTES, MAX_DEDUP_KEY_CHARS, MAX_SUMMARY_CHARS};
+use guance_pagerduty::domain::guance::parse_body;
+use guance_pagerduty::domain::pagerduty::Severity;
+use guance_pagerduty::domain::translate::{translate, InfoEvents, Outcome, Settings};
 
 const BODY_ROUTING_KEY: &str = "R0UT1NGKEY0123456789abcdefghijkl";
 

@@ -2,10 +2,10 @@
 // it into `make test` and runs it over the seed corpus: a target that no longer builds
 // (the `App` it wires gained a field), or a seed that fails it, fails the tests.
 
-use guance_pagerduty::delivery::{PagerDutyClient, RetryPolicy};
-use guance_pagerduty::handler::{App, Invocation};
-use guance_pagerduty::metrics::{MetricSink, Metrics};
-use guance_pagerduty::secret::{RoutingKey, SecretCache, StaticSource, WebhookSecrets, WebhookToken};
+use guance_pagerduty::adapters::delivery::{PagerDutyClient, RetryPolicy};
+use guance_pagerduty::entry::app::{App, Invocation};
+use guance_pagerduty::adapters::metrics::{MetricSink, Metrics};
+use guance_pagerduty::adapters::secret::{RoutingKey, SecretCache, StaticSource, WebhookSecrets, WebhookToken};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The PagerDuty client: send one encoded event, classify the answer, retry what PagerDuty
 //! says may be retried, within the invocation's deadline.
 
-use crate::pagerduty::refuses_routing_key;
+use crate::domain::pagerduty::refuses_routing_key;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! tallies what became of its events and writes the tally once, as it ends: one line per
 //! route and outcome, so a storm of 1,000 events costs a handful of lines, not 1,000.
 //!
-//! Dimensions stay bounded: `Route` is the route's path ([`crate::secret::route_path`]):
+//! Dimensions stay bounded: `Route` is the route's path ([`crate::adapters::secret::route_path`]):
 //! `/` or `/<name>` for a route the secret names
 //! (a request for any other path is refused before anything is counted), and `Outcome`
 //! is one of [`Outcome::ALL`].

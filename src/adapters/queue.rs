@@ -7,8 +7,8 @@
 //! each PagerDuty service gets one strictly ordered lane.
 
 use crate::adapters::aws_call_timeouts;
-use crate::pagerduty::{PagerDutyEvent, MAX_BODY_BYTES};
-use crate::secret::route_path;
+use crate::adapters::secret::route_path;
+use crate::domain::pagerduty::{PagerDutyEvent, MAX_BODY_BYTES};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     SendMessageBatchRequestEntry,
@@ -453,7 +453,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pagerduty::{EventAction, Payload, Severity};
+    use crate::domain::pagerduty::{EventAction, Payload, Severity};
     use serde_json::{json, Map};
 
     #[test]
@@ -602,7 +602,8 @@ mod tests {
         let body = a.encode(10_000);
         assert!(body.len() <= 10_000, "{}", body.len());
         let back = QueuedEvent::decode(&body).unwrap();
-        let note = &back.event.payload.custom_details[crate::pagerduty::OMITTED_DETAILS_KEY];
+        let note =
+            &back.event.payload.custom_details[crate::domain::pagerduty::OMITTED_DETAILS_KEY];
         assert!(note["count"].as_u64().unwrap() >= 40, "{note}");
         assert_eq!(back.event.dedup_key, "k");
     }

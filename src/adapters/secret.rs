@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 
 use crate::adapters::aws_call_timeouts;
-use crate::pagerduty::MAX_ROUTING_KEY_CHARS;
+use crate::domain::pagerduty::MAX_ROUTING_KEY_CHARS;
 
 /// A PagerDuty integration key. Never printed: `Debug` and `Display` redact it.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,8 +1,10 @@
 //! The translation from one Guance event to what PagerDuty should receive: the rules of
 //! CONTRACT.md section 3, as a pure function with no I/O.
 
-use crate::guance::GuanceEvent;
-use crate::pagerduty::{hashed_key, EventAction, EventDraft, Link, PagerDutyEvent, Severity};
+use crate::domain::guance::GuanceEvent;
+use crate::domain::pagerduty::{
+    hashed_key, EventAction, EventDraft, Link, PagerDutyEvent, Severity,
+};
 use std::fmt;
 
 /// The choices a deployment makes about the mapping.

@@ -18,11 +18,11 @@
 //! refusing the event itself parks it on the dead-letter queue, and the later events of
 //! the same alert in the batch follow it there, in order.
 
-use crate::delivery::Delivery;
-use crate::handler::{App, Invocation, QueueMode};
-use crate::metrics::{Outcome, PagerDutyCall, Tally};
-use crate::queue::{DeadLetter, QueuedEvent};
-use crate::secret::{route_path, SecretSource};
+use crate::adapters::delivery::Delivery;
+use crate::adapters::metrics::{Outcome, PagerDutyCall, Tally};
+use crate::adapters::queue::{DeadLetter, QueuedEvent};
+use crate::adapters::secret::{route_path, SecretSource};
+use crate::entry::app::{App, Invocation, QueueMode};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -6,16 +6,17 @@
 //! mode an event PagerDuty refuses stops only its own alert's later events. Every
 //! refusal is counted where an alarm sees it.
 
-use crate::delivery::{jittered, Delivery, PagerDutyClient};
-use crate::error::{AppError, EventOutcome, EventResult};
-use crate::guance::{parse_body_elements, MAX_EVENTS_PER_BODY};
-use crate::metrics::{self, Metrics, PagerDutyCall, Tally};
-use crate::pagerduty::PagerDutyEvent;
-use crate::queue::{FifoQueue, QueuedEvent};
-use crate::secret::{
-    is_valid_route_name, route_path, RoutingKey, SecretCache, SecretSource, WebhookSecrets,
+use crate::adapters::delivery::Delivery;
+use crate::adapters::metrics::{self, PagerDutyCall, Tally};
+use crate::adapters::queue::QueuedEvent;
+use crate::adapters::secret::{
+    is_valid_route_name, route_path, RoutingKey, SecretSource, WebhookSecrets,
 };
-use crate::translate::{translate, DropReason, Outcome, Settings};
+use crate::domain::guance::{parse_body_elements, MAX_EVENTS_PER_BODY};
+use crate::domain::pagerduty::PagerDutyEvent;
+use crate::domain::translate::{translate, DropReason, Outcome};
+use crate::entry::app::{App, Invocation, QueueMode};
+use crate::error::{AppError, EventOutcome, EventResult};
 use base64::Engine;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_http::http::{header, HeaderValue, Method};
@@ -23,87 +24,10 @@ use lambda_http::Body;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Used when PagerDuty gave no Retry-After of its own.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
-
-/// The parts of the application the entry points need, wired once per container.
-pub struct App<S> {
-    /// Queue mode; `None` delivers within the webhook's invocation.
-    pub queue: Option<QueueMode>,
-    pub settings: Settings,
-    pub secrets: SecretCache<S>,
-    pub pagerduty: PagerDutyClient,
-    pub max_body_bytes: usize,
-    pub allow_unauthenticated: bool,
-    pub dry_run: bool,
-    pub deadline_margin: Duration,
-    pub default_budget: Duration,
-    pub metrics: Metrics,
-}
-
-/// What queue mode needs: the delivery queue, where refused events go, and how the
-/// dispatcher paces retries.
-pub struct QueueMode {
-    pub queue: FifoQueue,
-    pub dead_letters: Option<FifoQueue>,
-    /// The PagerDuty client the dispatcher sends with: few attempts, since a record that
-    /// fails waits in the queue rather than in the invocation.
-    pub pagerduty: PagerDutyClient,
-    pub retry_base: Duration,
-    pub retry_max: Duration,
-}
-
-impl QueueMode {
-    /// The wait before a failing record is tried again: `retry_base` doubled for each
-    /// receive, at most `retry_max`, with equal jitter so that lanes spread out.
-    pub fn backoff(&self, receives: u32) -> Duration {
-        let exponent = receives.saturating_sub(1).min(20);
-        let full = self
-            .retry_base
-            .saturating_mul(1 << exponent)
-            .min(self.retry_max);
-        jittered(full)
-    }
-
-    /// The most one record may take within an invocation: its attempts and the waits
-    /// between them.
-    pub fn time_per_record(&self) -> Duration {
-        let policy = self.pagerduty.policy();
-        (policy.attempt_timeout + policy.max_delay) * policy.max_attempts
-    }
-}
-
-/// What the handler needs from the Lambda context.
-#[derive(Debug, Clone)]
-pub struct Invocation {
-    pub request_id: String,
-    pub deadline: Option<Instant>,
-}
-
-impl Invocation {
-    /// `deadline_epoch_ms` is the Lambda deadline in milliseconds since the epoch. A value
-    /// that cannot be one (0 from a bare runtime, or a duration such as the 600000 that
-    /// `cargo lambda watch` sends) means no deadline is known; the handler then uses its
-    /// local budget. Lambda never runs an invocation longer than 15 minutes, so nor is a
-    /// deadline taken further away than that.
-    pub fn new(request_id: impl Into<String>, deadline_epoch_ms: u64) -> Self {
-        const EPOCH_MS_2001: u64 = 1_000_000_000_000;
-        const LAMBDA_MAX: Duration = Duration::from_secs(900);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let deadline = (deadline_epoch_ms >= EPOCH_MS_2001).then(|| {
-            let remaining = Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms));
-            Instant::now() + remaining.min(LAMBDA_MAX)
-        });
-        Invocation {
-            request_id: request_id.into(),
-            deadline,
-        }
-    }
-}
 
 enum Step {
     Send(Box<PagerDutyEvent>),
@@ -148,19 +72,6 @@ fn route_of(path: &str) -> Route<'_> {
         Route::Named(trimmed)
     } else {
         Route::Invalid
-    }
-}
-
-impl<S> App<S> {
-    /// When an invocation's work must be done: the Lambda deadline less the margin kept
-    /// to answer, or the local budget where the runtime gave no deadline.
-    pub(crate) fn work_deadline(&self, invocation: &Invocation) -> Instant {
-        match invocation.deadline {
-            Some(deadline) => deadline
-                .checked_sub(self.deadline_margin)
-                .unwrap_or(deadline),
-            None => Instant::now() + self.default_budget,
-        }
     }
 }
 
@@ -787,36 +698,6 @@ fn json_response(status: u16, body: &Value) -> ApiGatewayV2httpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deadlines_that_are_not_epoch_times_mean_no_deadline() {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        let remaining = |deadline_ms: u64| {
-            Invocation::new("r", deadline_ms)
-                .deadline
-                .map(|d| d.saturating_duration_since(Instant::now()).as_secs())
-        };
-        assert_eq!(remaining(0), None, "no deadline from a bare runtime");
-        assert_eq!(
-            remaining(600_000),
-            None,
-            "cargo lambda watch sends a duration"
-        );
-        assert_eq!(remaining(now_ms + 30_500), Some(30));
-        assert_eq!(
-            remaining(now_ms - 5_000),
-            Some(0),
-            "a passed deadline leaves no time"
-        );
-        assert_eq!(
-            remaining(now_ms + 3_600_000),
-            Some(899),
-            "capped at Lambda's 15 minutes"
-        );
-    }
 
     #[test]
     fn routes() {

@@ -2,7 +2,7 @@
 //! is one CloudWatch Logs turns into the metrics it declares.
 //! https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
 
-use guance_pagerduty::metrics::is_valid_namespace;
+use guance_pagerduty::adapters::metrics::is_valid_namespace;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -10,12 +10,12 @@ pub mod event_source;
 pub mod pagerduty;
 
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
-use guance_pagerduty::delivery::{PagerDutyClient, RetryPolicy};
-use guance_pagerduty::handler::{App, Invocation, QueueMode};
-use guance_pagerduty::metrics::{Memory, Metrics};
-use guance_pagerduty::queue::FifoQueue;
-use guance_pagerduty::secret::{SecretCache, SecretsManagerSource};
-use guance_pagerduty::Settings;
+use guance_pagerduty::adapters::delivery::{PagerDutyClient, RetryPolicy};
+use guance_pagerduty::adapters::metrics::{Memory, Metrics};
+use guance_pagerduty::adapters::queue::FifoQueue;
+use guance_pagerduty::adapters::secret::{SecretCache, SecretsManagerSource};
+use guance_pagerduty::domain::translate::Settings;
+use guance_pagerduty::entry::app::{App, Invocation, QueueMode};
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use pagerduty::StandIn;
 use serde_json::{json, Value};
