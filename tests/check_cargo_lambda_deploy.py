@@ -86,6 +86,10 @@ def main():
         "ROUTING_KEY": routing_key,
     }
     env.pop("AWS_PROFILE", None)
+    # The commands run as a user types them, not as a sub-make of `make deploy-check`
+    # (which would add make's "Leaving directory" line after the URL).
+    for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+        env.pop(name, None)
     try:
         commands = readme_commands()
         print("running the README's commands:\n" + commands)
