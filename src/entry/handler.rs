@@ -208,28 +208,17 @@ impl<S: SecretSource> App<S> {
         let mut stop: Option<Sending> = None;
         let mut results: Vec<EventResult> = Vec::with_capacity(planned.len());
         for (index, (df_event_id, step)) in planned.into_iter().enumerate() {
-            let event = match step {
-                Step::Send(event) => event,
-                Step::Drop(reason) => {
-                    results.push(dropped(
-                        index,
-                        df_event_id,
-                        reason,
-                        invocation,
-                        tally,
-                        &path,
-                    ));
-                    continue;
-                }
-                Step::Reject(reason) => {
-                    results.push(rejected(
-                        index,
-                        df_event_id,
-                        reason,
-                        invocation,
-                        tally,
-                        &path,
-                    ));
+            let event = match to_send(
+                index,
+                df_event_id.as_deref(),
+                step,
+                invocation,
+                tally,
+                &path,
+            ) {
+                Ok(event) => event,
+                Err(set_aside) => {
+                    results.push(set_aside);
                     continue;
                 }
             };
@@ -342,28 +331,16 @@ impl<S: SecretSource> App<S> {
         let mut results = Vec::with_capacity(planned.len());
         let mut messages = Vec::with_capacity(planned.len());
         for (index, (df_event_id, step)) in planned.into_iter().enumerate() {
-            match step {
-                Step::Drop(reason) => {
-                    results.push(dropped(
-                        index,
-                        df_event_id,
-                        reason,
-                        invocation,
-                        tally,
-                        &path,
-                    ));
-                }
-                Step::Reject(reason) => {
-                    results.push(rejected(
-                        index,
-                        df_event_id,
-                        reason,
-                        invocation,
-                        tally,
-                        &path,
-                    ));
-                }
-                Step::Send(event) => {
+            match to_send(
+                index,
+                df_event_id.as_deref(),
+                step,
+                invocation,
+                tally,
+                &path,
+            ) {
+                Err(set_aside) => results.push(set_aside),
+                Ok(event) => {
                     results.push(for_event(
                         index,
                         df_event_id.clone(),
@@ -542,6 +519,31 @@ impl<S: SecretSource> App<S> {
             return self.allow_unauthenticated;
         }
         presented.is_some_and(|p| secrets.accepts_token(p))
+    }
+}
+
+/// The event to send, or the counted result (with its log line) of one dropped or
+/// rejected: the same for delivery and for queueing.
+fn to_send(
+    index: usize,
+    df_event_id: Option<&str>,
+    step: Step,
+    invocation: &Invocation,
+    tally: &mut Tally,
+    path: &str,
+) -> Result<Box<PagerDutyEvent>, EventResult> {
+    let df_event_id = df_event_id.map(str::to_owned);
+    match step {
+        Step::Send(event) => Ok(event),
+        Step::Drop(reason) => Err(dropped(index, df_event_id, reason, invocation, tally, path)),
+        Step::Reject(reason) => Err(rejected(
+            index,
+            df_event_id,
+            reason,
+            invocation,
+            tally,
+            path,
+        )),
     }
 }
 
