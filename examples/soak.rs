@@ -8,12 +8,14 @@
 mod pagerduty;
 
 use guance_pagerduty::adapters::delivery::{PagerDutyClient, RetryPolicy};
+use guance_pagerduty::adapters::guance_openapi::GuanceOpenApi;
 use guance_pagerduty::adapters::metrics::{Memory, Metrics};
+use guance_pagerduty::adapters::pagerduty_rest::PagerDutyRest;
 use guance_pagerduty::adapters::secret::{
     RoutingKey, SecretCache, StaticSource, WebhookSecrets, WebhookToken,
 };
 use guance_pagerduty::domain::translate::Settings;
-use guance_pagerduty::entry::app::{App, Invocation};
+use guance_pagerduty::entry::app::{App, Invocation, TwoWay};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -95,6 +97,7 @@ async fn main() {
                 routing_key: RoutingKey::new(ROUTING_KEY).unwrap(),
                 webhook_tokens: WebhookToken::new(TOKEN).into_iter().collect(),
                 routes: Default::default(),
+                two_way: None,
             }),
             Duration::from_secs(300),
             Duration::from_secs(60),
@@ -115,6 +118,14 @@ async fn main() {
         deadline_margin: Duration::from_millis(100),
         default_budget: Duration::from_secs(3),
         metrics: Metrics::new("guance-pagerduty/soak", Arc::new(metric_lines.clone())),
+        two_way: TwoWay {
+            pagerduty_rest: PagerDutyRest::new(
+                PagerDutyClient::http_client().unwrap(),
+                "http://127.0.0.1:9",
+            ),
+            guance: GuanceOpenApi::new(PagerDutyClient::http_client().unwrap()),
+            settled: Default::default(),
+        },
     });
 
     // Requests: a third carry an alert and its recovery together (order within the

@@ -3,6 +3,7 @@
 
 use crate::adapters::delivery::{RetryPolicy, DEFAULT_EVENTS_URL};
 use crate::adapters::metrics::{is_valid_namespace, DEFAULT_NAMESPACE};
+use crate::adapters::pagerduty_rest::DEFAULT_API_URL;
 use crate::domain::pagerduty::Severity;
 use crate::domain::translate::{InfoEvents, Settings};
 use std::fmt;
@@ -52,6 +53,9 @@ pub struct Config {
     pub allow_unauthenticated: bool,
     pub max_body_bytes: usize,
     pub events_url: String,
+    /// PagerDuty's REST API (`PAGERDUTY_API_URL`), for two-way: where an incident's alerts
+    /// are read. The alerts URL is built from it, never from a payload.
+    pub api_url: String,
     pub settings: Settings,
     pub dry_run: bool,
     pub retry: RetryPolicy,
@@ -77,6 +81,7 @@ impl fmt::Debug for Config {
             .field("allow_unauthenticated", &self.allow_unauthenticated)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("events_url", &self.events_url)
+            .field("api_url", &self.api_url)
             .field("settings", &self.settings)
             .field("dry_run", &self.dry_run)
             .field("retry", &self.retry)
@@ -152,6 +157,12 @@ impl Config {
                 problem: format!("{events_url:?} is not an http(s) URL"),
             });
         }
+
+        let api_url = get("PAGERDUTY_API_URL").unwrap_or_else(|| DEFAULT_API_URL.into());
+        let api_url = callable_url(&api_url).ok_or_else(|| ConfigError {
+            variable: "PAGERDUTY_API_URL",
+            problem: "must be an https URL (http only on a loopback address), with no query".into(),
+        })?;
 
         let severity = |name: &'static str| -> Result<Severity, ConfigError> {
             get(name).map_or(Ok(Severity::Error), |v| {
@@ -254,6 +265,7 @@ impl Config {
                 1024..=FUNCTION_URL_MAX_BODY_BYTES,
             )? as usize,
             events_url,
+            api_url,
             settings: Settings {
                 nodata_severity: severity("NODATA_SEVERITY")?,
                 unknown_status_severity: severity("UNKNOWN_STATUS_SEVERITY")?,
@@ -287,6 +299,26 @@ impl Config {
             default_budget: millis(number("LOCAL_DELIVERY_BUDGET_MS", 25_000, 100..=900_000)?),
         })
     }
+}
+
+/// Whether `url` is a URL an outside party may be called at: https, or http on a
+/// loopback address (local runs and tests). Returns it without a trailing `/`.
+pub fn callable_url(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url.trim()).ok()?;
+    let host = parsed.host_str()?;
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let allowed = parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback);
+    (allowed
+        && parsed.query().is_none()
+        && parsed.fragment().is_none()
+        && parsed.username().is_empty()
+        && parsed.password().is_none())
+    .then(|| parsed.as_str().trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]

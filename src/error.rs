@@ -21,6 +21,18 @@ pub struct EventResult {
     pub reason: Option<String>,
 }
 
+/// Two-way: what became of one Guance event a person's resolve asked to recover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreResult {
+    pub workspace_uuid: String,
+    pub monitor_checker_event_ref: String,
+    /// A `GuanceRestores` outcome: `restored`, `already_done`, `no_key`, `refused`,
+    /// `rate_limited`, `unavailable`, `not_attempted`.
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventOutcome {
@@ -51,6 +63,9 @@ pub enum AppError {
         allow: &'static str,
     },
     Unauthorized,
+    /// `POST /pagerduty/webhook` without a signature of PagerDuty's under a configured
+    /// signing secret (or with two-way off).
+    BadSignature,
     PayloadTooLarge {
         limit: usize,
     },
@@ -83,6 +98,18 @@ pub enum AppError {
         retry_after: Duration,
         results: Vec<EventResult>,
     },
+    /// Two-way: Guance's rate limit stopped a restore; PagerDuty delivers again.
+    GuanceRateLimited {
+        retry_after: Duration,
+        restores: Vec<RestoreResult>,
+    },
+    /// Two-way: Guance or PagerDuty's REST API could not be reached in time, or two-way
+    /// is half configured; PagerDuty delivers again.
+    TwoWayUnavailable {
+        reason: String,
+        retry_after: Duration,
+        restores: Vec<RestoreResult>,
+    },
     Internal(String),
 }
 
@@ -91,7 +118,9 @@ impl AppError {
         match self {
             AppError::NotFound | AppError::NoSuchPath => 404,
             AppError::MethodNotAllowed { .. } => 405,
-            AppError::Unauthorized => 401,
+            AppError::Unauthorized | AppError::BadSignature => 401,
+            AppError::GuanceRateLimited { .. } => 429,
+            AppError::TwoWayUnavailable { .. } => 503,
             AppError::PayloadTooLarge { .. } => 413,
             AppError::BadRequest(_) | AppError::Untranslatable { .. } => 400,
             AppError::SecretUnavailable
@@ -110,7 +139,9 @@ impl AppError {
             AppError::SecretUnavailable => Some(Duration::from_secs(30)),
             AppError::QueueUnavailable { .. } => Some(Duration::from_secs(5)),
             AppError::RoutingKeyRefused { .. } => Some(Duration::from_secs(60)),
-            AppError::PagerDutyUnavailable { retry_after, .. } => Some(*retry_after),
+            AppError::PagerDutyUnavailable { retry_after, .. }
+            | AppError::GuanceRateLimited { retry_after, .. }
+            | AppError::TwoWayUnavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -128,6 +159,9 @@ impl AppError {
             AppError::NotFound | AppError::NoSuchPath => "not_found",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::Unauthorized => "unauthorized",
+            AppError::BadSignature => "bad_signature",
+            AppError::GuanceRateLimited { .. } => "guance_rate_limited",
+            AppError::TwoWayUnavailable { .. } => "two_way_unavailable",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::BadRequest(_) => "bad_request",
             AppError::Untranslatable { .. } => "untranslatable_event",
@@ -150,6 +184,8 @@ impl AppError {
                 | AppError::PagerDutyRefused { .. }
                 | AppError::RoutingKeyRefused { .. }
                 | AppError::PagerDutyUnavailable { .. }
+                | AppError::GuanceRateLimited { .. }
+                | AppError::TwoWayUnavailable { .. }
         )
     }
 
@@ -211,6 +247,15 @@ impl AppError {
             AppError::PagerDutyUnavailable { reason, .. } => {
                 format!("PagerDuty could not be reached in time: {reason}")
             }
+            AppError::BadSignature => "a valid X-PagerDuty-Signature is required: this path \
+                takes PagerDuty's signed webhooks only"
+                .to_owned(),
+            AppError::GuanceRateLimited { .. } => "Guance's rate limit stopped a restore; \
+                deliver again later, restores already made are not made twice"
+                .to_owned(),
+            AppError::TwoWayUnavailable { reason, .. } => {
+                format!("not every Guance event could be recovered yet: {reason}")
+            }
             AppError::Internal(why) => why.clone(),
         };
         let code = self.code();
@@ -229,6 +274,10 @@ impl AppError {
             AppError::PagerDutyUnavailable { results, .. }
             | AppError::Untranslatable { results, .. } => {
                 body["results"] = json!(results);
+            }
+            AppError::GuanceRateLimited { restores, .. }
+            | AppError::TwoWayUnavailable { restores, .. } => {
+                body["restores"] = json!(restores);
             }
             _ => {}
         }

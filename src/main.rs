@@ -3,14 +3,16 @@
 //! container; the clients built here are reused by every invocation.
 
 use guance_pagerduty::adapters::delivery::{PagerDutyClient, RetryPolicy};
+use guance_pagerduty::adapters::guance_openapi::GuanceOpenApi;
 use guance_pagerduty::adapters::metrics::{self, Metrics};
+use guance_pagerduty::adapters::pagerduty_rest::PagerDutyRest;
 use guance_pagerduty::adapters::queue::FifoQueue;
 use guance_pagerduty::adapters::secret::RoutingKey;
 use guance_pagerduty::adapters::secret::{
     AnySecretSource, SecretCache, SecretsManagerSource, StaticSource, WebhookSecrets, WebhookToken,
 };
 use guance_pagerduty::config::{Config, SecretConfig};
-use guance_pagerduty::entry::app::{App, Invocation, QueueMode};
+use guance_pagerduty::entry::app::{App, Invocation, QueueMode, TwoWay};
 use guance_pagerduty::entry::invocation::{classify, Answer, Incoming};
 use guance_pagerduty::logging;
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
@@ -44,6 +46,7 @@ async fn main() -> Result<(), Error> {
             })?,
             webhook_tokens: webhook_token.as_deref().and_then(WebhookToken::new).into_iter().collect(),
             routes: Default::default(),
+            two_way: None,
         })),
     };
     if config.allow_unauthenticated {
@@ -58,11 +61,9 @@ async fn main() -> Result<(), Error> {
     }
     tracing::info!(config = ?config, "starting");
 
-    let pagerduty = PagerDutyClient::new(
-        PagerDutyClient::http_client()?,
-        config.events_url.clone(),
-        config.retry,
-    );
+    // One HTTP client (one connection pool, one TLS configuration) for every party.
+    let http = PagerDutyClient::http_client()?;
+    let pagerduty = PagerDutyClient::new(http.clone(), config.events_url.clone(), config.retry);
     let queue = config.queue.as_ref().map(|queue| {
         let sqs = aws_sdk_sqs::Client::new(&aws);
         QueueMode {
@@ -90,6 +91,11 @@ async fn main() -> Result<(), Error> {
         deadline_margin: config.deadline_margin,
         default_budget: config.default_budget,
         metrics: Metrics::new(config.metrics_namespace, Arc::new(metrics::Stdout)),
+        two_way: TwoWay {
+            pagerduty_rest: PagerDutyRest::new(http.clone(), config.api_url),
+            guance: GuanceOpenApi::new(http),
+            settled: Default::default(),
+        },
     };
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -32,6 +32,15 @@ pub const REQUESTS_REFUSED: &str = "RequestsRefused";
 /// Queue mode: for an event whose attempt failed (`retrying`, `key_refused`), how long it
 /// has been in the queue: an outage's length, seen from the dispatcher's own attempts.
 pub const RETRYING_AGE: &str = "RetryingAge";
+/// Two-way: PagerDuty's signed webhook deliveries, by `Outcome` (a [`WebhookOutcome`])
+/// and `Reason` (why: a fixed code), and by `Outcome` alone.
+pub const PAGERDUTY_WEBHOOKS: &str = "PagerDutyWebhooks";
+/// Two-way: Guance events to recover, by `Workspace` (only a workspace the secret names)
+/// and `Outcome` (a [`RestoreOutcome`]), and by `Outcome` alone.
+pub const GUANCE_RESTORES: &str = "GuanceRestores";
+/// Two-way: how long one call to Guance's OpenAPI took, by `Workspace` and over all.
+pub const GUANCE_LATENCY: &str = "GuanceLatency";
+pub const WORKSPACE: &str = "Workspace";
 pub const ROUTE: &str = "Route";
 pub const OUTCOME: &str = "Outcome";
 pub const REASON: &str = "Reason";
@@ -100,6 +109,91 @@ impl Outcome {
     }
 }
 
+/// What became of one of PagerDuty's webhook deliveries (signed: a bad signature is a
+/// refused request, `Reason=bad_signature`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WebhookOutcome {
+    /// A person's resolve, and every Guance event of it is recovered (or was already, or
+    /// cannot be: see `GuanceRestores`). Answered 2xx.
+    Recovered,
+    /// Nothing to do (a ping, another event type, automation, a merge, no Guance alert,
+    /// an unreadable body). Answered 2xx.
+    Ignored,
+    /// Answered 429 or 503 so that PagerDuty delivers it again: Guance or PagerDuty's
+    /// REST API could not be reached in time, or two-way is not fully configured.
+    Retry,
+}
+
+impl WebhookOutcome {
+    pub const ALL: [WebhookOutcome; 3] = [
+        WebhookOutcome::Recovered,
+        WebhookOutcome::Ignored,
+        WebhookOutcome::Retry,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookOutcome::Recovered => "recovered",
+            WebhookOutcome::Ignored => "ignored",
+            WebhookOutcome::Retry => "retry",
+        }
+    }
+}
+
+/// What became of one Guance event a person's resolve asked to recover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RestoreOutcome {
+    /// Guance took the restore.
+    Restored,
+    /// Restored (or refused for good) by an earlier delivery this container handled: not
+    /// asked again, to spare Guance's 20 requests a minute.
+    AlreadyDone,
+    /// The secret has no key for the event's workspace: not recovered.
+    NoKey,
+    /// Guance refused it for good (a wrong key, an unknown ref): not recovered.
+    Refused,
+    /// Over Guance's rate limit: left for PagerDuty's retry.
+    RateLimited,
+    /// Guance failed (5xx), timed out or could not be reached: left for the retry.
+    Unavailable,
+    /// Not tried: the delivery's time ran out, or its workspace was rate limited.
+    NotAttempted,
+}
+
+impl RestoreOutcome {
+    pub const ALL: [RestoreOutcome; 7] = [
+        RestoreOutcome::Restored,
+        RestoreOutcome::AlreadyDone,
+        RestoreOutcome::NoKey,
+        RestoreOutcome::Refused,
+        RestoreOutcome::RateLimited,
+        RestoreOutcome::Unavailable,
+        RestoreOutcome::NotAttempted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreOutcome::Restored => "restored",
+            RestoreOutcome::AlreadyDone => "already_done",
+            RestoreOutcome::NoKey => "no_key",
+            RestoreOutcome::Refused => "refused",
+            RestoreOutcome::RateLimited => "rate_limited",
+            RestoreOutcome::Unavailable => "unavailable",
+            RestoreOutcome::NotAttempted => "not_attempted",
+        }
+    }
+
+    /// Whether PagerDuty's retry of the delivery can still recover this event.
+    pub fn wants_retry(self) -> bool {
+        matches!(
+            self,
+            RestoreOutcome::RateLimited
+                | RestoreOutcome::Unavailable
+                | RestoreOutcome::NotAttempted
+        )
+    }
+}
+
 /// What one PagerDuty delivery cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PagerDutyCall {
@@ -122,6 +216,10 @@ pub struct Tally {
     groups: BTreeMap<(String, Outcome), Samples>,
     /// By (reason, whether it counts towards the alarm).
     refused_requests: BTreeMap<(&'static str, bool), u64>,
+    /// Two-way: deliveries by (outcome, reason).
+    webhooks: BTreeMap<(WebhookOutcome, &'static str), u64>,
+    /// Two-way: restores by (workspace the secret names, outcome): count and latencies.
+    restores: BTreeMap<(Option<String>, RestoreOutcome), (u64, Vec<u64>)>,
 }
 
 impl Tally {
@@ -130,6 +228,28 @@ impl Tally {
     /// total with no dimension, which the alarm watches.
     pub fn refused_request(&mut self, reason: &'static str, alarming: bool) {
         *self.refused_requests.entry((reason, alarming)).or_default() += 1;
+    }
+
+    /// One of PagerDuty's webhook deliveries ended as `outcome`, for `reason` (a fixed
+    /// code).
+    pub fn pagerduty_webhook(&mut self, outcome: WebhookOutcome, reason: &'static str) {
+        *self.webhooks.entry((outcome, reason)).or_default() += 1;
+    }
+
+    /// One Guance event to recover ended as `outcome`. `workspace` only when the secret
+    /// names it (so the dimension stays bounded); `call_ms` when Guance was called.
+    pub fn restore(
+        &mut self,
+        workspace: Option<&str>,
+        outcome: RestoreOutcome,
+        call_ms: Option<u64>,
+    ) {
+        let entry = self
+            .restores
+            .entry((workspace.map(str::to_owned), outcome))
+            .or_default();
+        entry.0 += 1;
+        entry.1.extend(call_ms);
     }
 
     /// `events` events of `route` ended (or arrived) as `outcome`.
@@ -261,6 +381,56 @@ pub fn render(namespace: &str, timestamp_ms: u64, tally: &Tally, request_id: &st
             })
             .to_string(),
         );
+    }
+    for ((outcome, reason), count) in &tally.webhooks {
+        lines.push(
+            json!({
+                PAGERDUTY_WEBHOOKS: count,
+                OUTCOME: outcome.as_str(),
+                REASON: reason,
+                "request_id": request_id,
+                "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
+                    "Namespace": namespace,
+                    "Dimensions": [[OUTCOME, REASON], [OUTCOME]],
+                    "Metrics": [{"Name": PAGERDUTY_WEBHOOKS, "Unit": "Count"}],
+                }]},
+            })
+            .to_string(),
+        );
+    }
+    for ((workspace, outcome), (count, latencies)) in &tally.restores {
+        let mut root = Map::new();
+        root.insert(GUANCE_RESTORES.into(), json!(count));
+        root.insert(OUTCOME.into(), json!(outcome.as_str()));
+        let mut directives = vec![json!({
+            "Namespace": namespace,
+            "Dimensions": if workspace.is_some() { json!([[WORKSPACE, OUTCOME], [OUTCOME]]) } else { json!([[OUTCOME]]) },
+            "Metrics": [{"Name": GUANCE_RESTORES, "Unit": "Count"}],
+        })];
+        if let Some(workspace) = workspace {
+            root.insert(WORKSPACE.into(), json!(workspace));
+            if !latencies.is_empty() {
+                // A delivery asks for a handful of restores: far below EMF's 100 values.
+                root.insert(
+                    GUANCE_LATENCY.into(),
+                    json!(latencies
+                        .iter()
+                        .take(MAX_VALUES_PER_LINE)
+                        .collect::<Vec<_>>()),
+                );
+                directives.push(json!({
+                    "Namespace": namespace,
+                    "Dimensions": [[WORKSPACE], []],
+                    "Metrics": [{"Name": GUANCE_LATENCY, "Unit": "Milliseconds"}],
+                }));
+            }
+        }
+        root.insert("request_id".into(), json!(request_id));
+        root.insert(
+            "_aws".into(),
+            json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": directives}),
+        );
+        lines.push(Value::Object(root).to_string());
     }
     for ((route, outcome), samples) in &tally.groups {
         let longest = samples

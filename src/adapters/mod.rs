@@ -1,7 +1,10 @@
-//! One adapter per outside party: the secret, PagerDuty, the queue, CloudWatch metrics.
+//! One adapter per outside party: the secret, PagerDuty's Events API (`delivery`) and
+//! REST API (`pagerduty_rest`), Guance's OpenAPI, the queue, CloudWatch metrics.
 
 pub mod delivery;
+pub mod guance_openapi;
 pub mod metrics;
+pub mod pagerduty_rest;
 pub mod queue;
 pub mod secret;
 

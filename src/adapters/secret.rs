@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 
 use crate::adapters::aws_call_timeouts;
+use crate::config::callable_url;
 use crate::domain::pagerduty::MAX_ROUTING_KEY_CHARS;
 
 /// A PagerDuty integration key. Never printed: `Debug` and `Display` redact it.
@@ -71,6 +72,51 @@ impl fmt::Debug for WebhookToken {
     }
 }
 
+/// A credential of two-way (a signing secret, PagerDuty's REST API key, a Guance API
+/// key). Never printed: `Debug` redacts it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(String);
+
+impl Credential {
+    /// `None` for an empty value: an empty credential is none.
+    pub fn new(value: &str) -> Option<Self> {
+        let value = value.trim();
+        (!value.is_empty()).then(|| Credential(value.to_owned()))
+    }
+
+    /// The value itself, for the one place each is used: an HMAC key or a request header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credential(redacted)")
+    }
+}
+
+/// One Guance workspace the bridge may recover events in: its OpenAPI key (the key
+/// decides the workspace) and its site's OpenAPI host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuanceWorkspace {
+    pub api_key: Credential,
+    /// `https://...` (or `http://` on a loopback address), no trailing `/`.
+    pub openapi_url: String,
+}
+
+/// Two-way's part of the secret: on once `pagerduty_webhook_secrets` is set.
+#[derive(Debug, Clone, Default)]
+pub struct TwoWaySecrets {
+    /// PagerDuty's webhook signing secrets: more than one while a secret is rotated.
+    pub signing_secrets: Vec<Credential>,
+    /// PagerDuty's REST API key, to read an incident's alerts.
+    pub pagerduty_api_token: Option<Credential>,
+    /// By `df_workspace_uuid`. An entry that could not be read is left out (with a
+    /// warning naming the workspace), so a typo there never stops the pages.
+    pub guance_workspaces: BTreeMap<String, GuanceWorkspace>,
+}
+
 /// Everything the secret holds.
 #[derive(Debug, Clone)]
 pub struct WebhookSecrets {
@@ -79,6 +125,8 @@ pub struct WebhookSecrets {
     /// old one keeps working until Guance's notification object has the new one.
     pub webhook_tokens: Vec<WebhookToken>,
     pub routes: BTreeMap<String, RoutingKey>,
+    /// `None` until `pagerduty_webhook_secrets` names at least one signing secret.
+    pub two_way: Option<TwoWaySecrets>,
 }
 
 /// A route is the first path segment of the function URL: `POST /payments`.
@@ -109,6 +157,7 @@ impl WebhookSecrets {
                 routing_key: RoutingKey::new(value)?,
                 webhook_tokens: Vec::new(),
                 routes: BTreeMap::new(),
+                two_way: None,
             });
         }
         /// `"webhook_token": "t"` or, during a rotation, `["new", "old"]`. An entry of the
@@ -127,6 +176,14 @@ impl WebhookSecrets {
             webhook_token: Option<OneOrMany>,
             #[serde(default)]
             routes: BTreeMap<String, String>,
+            // Two-way's fields are read leniently, so that a mistake in them can turn
+            // two-way off but never stop the pages.
+            #[serde(default)]
+            pagerduty_webhook_secrets: serde_json::Value,
+            #[serde(default)]
+            pagerduty_api_token: serde_json::Value,
+            #[serde(default)]
+            guance_workspaces: serde_json::Value,
         }
         // serde's messages can quote values; this one is replaced with the field at fault.
         let shape: Shape = serde_json::from_str(value).map_err(|e| {
@@ -150,29 +207,72 @@ impl WebhookSecrets {
                 Ok((name.clone(), key))
             })
             .collect::<Result<_, _>>()?;
-        let webhook_tokens = match shape.webhook_token {
-            None => Vec::new(),
-            Some(OneOrMany::One(token)) => WebhookToken::new(&token).into_iter().collect(),
-            Some(OneOrMany::Many(tokens)) => {
-                let skipped = tokens.iter().filter(|t| !t.is_string()).count();
-                if skipped > 0 {
-                    tracing::warn!(
-                        skipped,
-                        "webhook_token list entries that are not strings were skipped"
-                    );
+        impl OneOrMany {
+            /// The strings given, skipping (with a warning naming `field`) what is not one.
+            fn strings(self, field: &'static str) -> Vec<String> {
+                match self {
+                    OneOrMany::One(value) => vec![value],
+                    OneOrMany::Many(values) => {
+                        let skipped = values.iter().filter(|t| !t.is_string()).count();
+                        if skipped > 0 {
+                            tracing::warn!(
+                                field,
+                                skipped,
+                                "list entries that are not strings were skipped"
+                            );
+                        }
+                        values
+                            .into_iter()
+                            .filter_map(|v| match v {
+                                serde_json::Value::String(s) => Some(s),
+                                _ => None,
+                            })
+                            .collect()
+                    }
                 }
-                tokens
-                    .iter()
-                    .filter_map(serde_json::Value::as_str)
-                    .filter_map(WebhookToken::new)
-                    .collect()
             }
-        };
+        }
+        let webhook_tokens = shape
+            .webhook_token
+            .map(|tokens| tokens.strings("webhook_token"))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| WebhookToken::new(t))
+            .collect();
+        let signing_secrets: Vec<Credential> =
+            match serde_json::from_value::<Option<OneOrMany>>(shape.pagerduty_webhook_secrets) {
+                Ok(secrets) => secrets
+                    .map(|secrets| secrets.strings("pagerduty_webhook_secrets"))
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|s| Credential::new(s))
+                    .collect(),
+                Err(_) => {
+                    tracing::warn!(
+                        "pagerduty_webhook_secrets is neither a string nor a list; two-way is off"
+                    );
+                    Vec::new()
+                }
+            };
+        let two_way = (!signing_secrets.is_empty()).then(|| TwoWaySecrets {
+            signing_secrets,
+            pagerduty_api_token: shape.pagerduty_api_token.as_str().and_then(Credential::new),
+            guance_workspaces: guance_workspaces(&shape.guance_workspaces),
+        });
         Ok(WebhookSecrets {
             routing_key: RoutingKey::new(&shape.routing_key)?,
             webhook_tokens,
             routes,
+            two_way,
         })
+    }
+
+    /// The signing secrets PagerDuty's webhooks are checked against; empty while two-way
+    /// is off.
+    pub fn signing_secrets(&self) -> &[Credential] {
+        self.two_way
+            .as_ref()
+            .map_or(&[], |two_way| two_way.signing_secrets.as_slice())
     }
 
     /// Whether `presented` is one of the tokens. Every token is compared, matched or not,
@@ -190,6 +290,52 @@ impl WebhookSecrets {
             Some(name) => self.routes.get(name),
         }
     }
+}
+
+/// The readable entries of `guance_workspaces`. An entry that is not
+/// `{"api_key": string, "openapi_url": https URL}` is left out with a warning naming its
+/// workspace (never its key): its events are then not recovered, and the rest work.
+fn guance_workspaces(entries: &serde_json::Value) -> BTreeMap<String, GuanceWorkspace> {
+    let mut workspaces = BTreeMap::new();
+    let entries = match entries {
+        serde_json::Value::Object(entries) => entries,
+        serde_json::Value::Null => return workspaces,
+        _ => {
+            tracing::warn!("guance_workspaces is not an object of workspaces; none is used");
+            return workspaces;
+        }
+    };
+    for (uuid, entry) in entries {
+        let api_key = entry["api_key"].as_str().and_then(Credential::new);
+        let openapi_url = entry["openapi_url"].as_str().and_then(callable_url);
+        let sane_uuid = (1..=128).contains(&uuid.len())
+            && uuid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        match (sane_uuid, api_key, openapi_url) {
+            (true, Some(api_key), Some(openapi_url)) => {
+                workspaces.insert(
+                    uuid.clone(),
+                    GuanceWorkspace {
+                        api_key,
+                        openapi_url,
+                    },
+                );
+            }
+            (false, ..) => tracing::warn!(
+                "a guance_workspaces entry whose name is not a workspace uuid was skipped"
+            ),
+            (true, None, _) => tracing::warn!(
+                workspace_uuid = %uuid,
+                "guance_workspaces entry skipped: api_key is missing or not a string"
+            ),
+            (true, Some(_), None) => tracing::warn!(
+                workspace_uuid = %uuid,
+                "guance_workspaces entry skipped: openapi_url must be an https URL (http only on loopback)"
+            ),
+        }
+    }
+    workspaces
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -413,6 +559,61 @@ mod tests {
     use super::*;
 
     const KEY: &str = "abcdef0123456789abcdef0123456789";
+
+    #[test]
+    fn two_way_fields() {
+        let parse = |extra: &str| {
+            WebhookSecrets::parse(&format!(r#"{{"routing_key":"{KEY}"{extra}}}"#))
+                .expect("two-way's fields never make the routing key unreadable")
+        };
+        assert!(parse("").two_way.is_none(), "off until a signing secret is set");
+        assert!(parse(r#","pagerduty_api_token":"t""#).two_way.is_none());
+        assert!(parse(r#","pagerduty_webhook_secrets":[" ", 7]"#).two_way.is_none());
+        assert!(parse(r#","pagerduty_webhook_secrets":{"a":1}"#).two_way.is_none());
+
+        let one = parse(r#","pagerduty_webhook_secrets":"s1""#);
+        assert_eq!(one.signing_secrets(), [Credential("s1".into())]);
+        let full = parse(
+            r#","pagerduty_webhook_secrets":["s1", 5, "s2"],"pagerduty_api_token":"tok",
+               "guance_workspaces":{
+                 "wksp_a":{"api_key":"ka","openapi_url":"https://us1-openapi.guance.com/"},
+                 "wksp_local":{"api_key":"kl","openapi_url":"http://127.0.0.1:8080"},
+                 "wksp_v6":{"api_key":"k6","openapi_url":"http://[::1]:8080"},
+                 "wksp_plain":{"api_key":"kp","openapi_url":"http://openapi.guance.com"},
+                 "wksp_nokey":{"openapi_url":"https://openapi.guance.com"},
+                 "wksp_query":{"api_key":"kq","openapi_url":"https://openapi.guance.com/?x=1"},
+                 "bad uuid/..":{"api_key":"kb","openapi_url":"https://openapi.guance.com"}
+               }"#,
+        );
+        let two_way = full.two_way.unwrap();
+        assert_eq!(two_way.signing_secrets.len(), 2);
+        assert_eq!(two_way.pagerduty_api_token, Some(Credential("tok".into())));
+        let usable: Vec<(&str, &str)> = two_way
+            .guance_workspaces
+            .iter()
+            .map(|(uuid, w)| (uuid.as_str(), w.openapi_url.as_str()))
+            .collect();
+        assert_eq!(
+            usable,
+            [
+                ("wksp_a", "https://us1-openapi.guance.com"),
+                ("wksp_local", "http://127.0.0.1:8080"),
+                ("wksp_v6", "http://[::1]:8080"),
+            ],
+            "http only on loopback; no key, a query or a strange name leaves the entry out"
+        );
+        let printed = format!("{two_way:?}");
+        for secret in ["s1", "s2", "tok", "ka", "kl"] {
+            assert!(!printed.contains(&format!("\"{secret}\"")), "{printed}");
+        }
+        assert!(
+            parse(r#","pagerduty_webhook_secrets":"s","guance_workspaces":[1]"#)
+                .two_way
+                .unwrap()
+                .guance_workspaces
+                .is_empty()
+        );
+    }
 
     #[test]
     fn secret_forms() {

@@ -95,7 +95,7 @@ pub enum IgnoreReason {
     NotAPerson(Option<String>),
     /// Resolved by a merge into another incident, which stays open.
     Merged,
-    /// An `incident.resolved` without an incident id.
+    /// An `incident.resolved` without an incident id (or with one that is not an id).
     NoIncident,
 }
 
@@ -145,12 +145,18 @@ pub fn decide(event: &WebhookEvent) -> Decision {
     if merged {
         return ignore(IgnoreReason::Merged);
     }
-    match event.data["id"].as_str().filter(|id| !id.is_empty()) {
+    match event.data["id"].as_str().filter(|id| is_incident_id(id)) {
         Some(id) => Decision::Recover {
             incident_id: id.to_owned(),
         },
         None => ignore(IgnoreReason::NoIncident),
     }
+}
+
+/// Whether `id` can be one of PagerDuty's incident ids (letters and digits): it goes into
+/// the path of the REST API's URL, so nothing else is taken.
+pub fn is_incident_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A Guance event to recover: its workspace and its `df_monitor_checker_event_ref`.

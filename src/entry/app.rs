@@ -2,10 +2,13 @@
 //! with queue mode's parts) and what an invocation brings (`Invocation`, its deadline).
 
 use crate::adapters::delivery::{jittered, PagerDutyClient};
+use crate::adapters::guance_openapi::GuanceOpenApi;
 use crate::adapters::metrics::Metrics;
+use crate::adapters::pagerduty_rest::PagerDutyRest;
 use crate::adapters::queue::FifoQueue;
 use crate::adapters::secret::SecretCache;
 use crate::domain::translate::Settings;
+use crate::entry::pagerduty_webhook::SettledRefs;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The parts of the application the entry points need, wired once per container.
@@ -21,6 +24,15 @@ pub struct App<S> {
     pub deadline_margin: Duration,
     pub default_budget: Duration,
     pub metrics: Metrics,
+    pub two_way: TwoWay,
+}
+
+/// What two-way needs: PagerDuty's REST API, Guance's OpenAPI, and the restores this
+/// container has settled. Idle until the secret has `pagerduty_webhook_secrets`.
+pub struct TwoWay {
+    pub pagerduty_rest: PagerDutyRest,
+    pub guance: GuanceOpenApi,
+    pub settled: SettledRefs,
 }
 
 /// What queue mode needs: the delivery queue, where refused events go, and how the

@@ -61,13 +61,20 @@ enum Sending {
 enum Route<'a> {
     Root,
     Named(&'a str),
+    /// PagerDuty's webhook (two-way). No route name contains `/`, so none collides.
+    PagerDutyWebhook,
     Invalid,
 }
+
+/// Where PagerDuty's webhook subscription delivers, below the function URL.
+pub const PAGERDUTY_WEBHOOK_PATH: &str = "/pagerduty/webhook";
 
 fn route_of(path: &str) -> Route<'_> {
     let trimmed = path.trim_matches('/');
     if trimmed.is_empty() {
         Route::Root
+    } else if trimmed == PAGERDUTY_WEBHOOK_PATH.trim_matches('/') {
+        Route::PagerDutyWebhook
     } else if is_valid_route_name(trimmed) {
         Route::Named(trimmed)
     } else {
@@ -95,8 +102,14 @@ impl<S: SecretSource> App<S> {
                 self.webhook(Some(name), &request, invocation, &mut tally)
                     .await
             }
+            (Route::PagerDutyWebhook, Method::POST) => {
+                self.pagerduty_webhook(&request, invocation, &mut tally)
+                    .await
+            }
             (Route::Root, _) => Err(AppError::MethodNotAllowed { allow: "GET, POST" }),
-            (Route::Named(_), _) => Err(AppError::MethodNotAllowed { allow: "POST" }),
+            (Route::Named(_) | Route::PagerDutyWebhook, _) => {
+                Err(AppError::MethodNotAllowed { allow: "POST" })
+            }
         };
         if let Err(error) = &answer {
             if error.refuses_whole_request() {
@@ -457,7 +470,7 @@ impl<S: SecretSource> App<S> {
     }
 
     /// The request body, base64-decoded where the function URL encoded it, within the cap.
-    fn read_body(&self, request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, AppError> {
+    pub(crate) fn read_body(&self, request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, AppError> {
         let raw = request.body.as_deref().unwrap_or("");
         let too_large = AppError::PayloadTooLarge {
             limit: self.max_body_bytes,
@@ -712,10 +725,16 @@ mod tests {
             ("/a/b", "invalid"),
             ("/..", "invalid"),
             ("/%2F", "invalid"),
+            ("/pagerduty/webhook", "pagerduty webhook"),
+            ("/pagerduty/webhook/", "pagerduty webhook"),
+            ("/pagerduty", "pagerduty"),
+            ("/pagerduty/webhook/x", "invalid"),
+            ("/PagerDuty/Webhook", "invalid"),
         ] {
             let got = match route_of(path) {
                 Route::Root => "root",
                 Route::Named(name) => name,
+                Route::PagerDutyWebhook => "pagerduty webhook",
                 Route::Invalid => "invalid",
             };
             assert_eq!(got, expected, "{path:?}");

@@ -11,11 +11,13 @@ pub mod pagerduty;
 
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use guance_pagerduty::adapters::delivery::{PagerDutyClient, RetryPolicy};
+use guance_pagerduty::adapters::guance_openapi::GuanceOpenApi;
 use guance_pagerduty::adapters::metrics::{Memory, Metrics};
+use guance_pagerduty::adapters::pagerduty_rest::PagerDutyRest;
 use guance_pagerduty::adapters::queue::FifoQueue;
 use guance_pagerduty::adapters::secret::{SecretCache, SecretsManagerSource};
 use guance_pagerduty::domain::translate::Settings;
-use guance_pagerduty::entry::app::{App, Invocation, QueueMode};
+use guance_pagerduty::entry::app::{App, Invocation, QueueMode, TwoWay};
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use pagerduty::StandIn;
 use serde_json::{json, Value};
@@ -316,6 +318,9 @@ pub struct AppOptions {
     pub metrics: Memory,
     /// Where Secrets Manager is: moto's endpoint unless another is given (a stalled one).
     pub secrets_endpoint: Option<String>,
+    /// PagerDuty's REST API (two-way): the stand-in's `api_url()`. By default a loopback
+    /// port nothing listens on.
+    pub api_url: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -332,6 +337,7 @@ impl Default for AppOptions {
             deadline_margin: Duration::from_millis(200),
             metrics: Memory::default(),
             secrets_endpoint: None,
+            api_url: None,
         }
     }
 }
@@ -384,6 +390,16 @@ pub fn app(
         deadline_margin: options.deadline_margin,
         default_budget: options.budget,
         metrics: Metrics::new(METRICS_NAMESPACE, Arc::new(options.metrics)),
+        two_way: TwoWay {
+            pagerduty_rest: PagerDutyRest::new(
+                PagerDutyClient::http_client().unwrap(),
+                options
+                    .api_url
+                    .unwrap_or_else(|| "http://127.0.0.1:9".into()),
+            ),
+            guance: GuanceOpenApi::new(PagerDutyClient::http_client().unwrap()),
+            settled: Default::default(),
+        },
     }
 }
 

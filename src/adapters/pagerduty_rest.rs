@@ -1,0 +1,191 @@
+//! PagerDuty's REST API, for two-way: the alerts of an incident a person resolved
+//! (`GET /incidents/{id}/alerts`, CONTRACT.md section 6). The URL is built from
+//! `PAGERDUTY_API_URL` and the incident id, never taken from a payload.
+
+use crate::adapters::secret::Credential;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// PagerDuty's REST API; EU accounts use `https://api.eu.pagerduty.com`.
+pub const DEFAULT_API_URL: &str = "https://api.pagerduty.com";
+/// PagerDuty's largest page.
+const PAGE_LIMIT: usize = 100;
+/// An incident holds a handful of alerts; this many pages (10,000 alerts) means a
+/// pagination that does not end.
+const MAX_PAGES: usize = 100;
+/// One page takes PagerDuty well under a second; longer is a stall.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// Used when PagerDuty's 429 names no Retry-After of its own.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Why the alerts could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertsError {
+    /// 429, 5xx, a timeout or no connection: PagerDuty's retry of the delivery can help.
+    Unavailable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// 401 or 403: the API key is wrong or lacks the right. A fixed secret mends it, so
+    /// the delivery is retried too.
+    KeyRefused { status: u16 },
+    /// Any other answer (404: no such incident in this account): a retry cannot mend it.
+    Refused { status: u16, message: String },
+}
+
+impl std::fmt::Display for AlertsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AlertsError::Unavailable { reason, .. } => {
+                write!(f, "PagerDuty's REST API is unavailable: {reason}")
+            }
+            AlertsError::KeyRefused { status } => write!(
+                f,
+                "PagerDuty's REST API refused pagerduty_api_token (HTTP {status})"
+            ),
+            AlertsError::Refused { status, message } => {
+                write!(f, "PagerDuty's REST API answered HTTP {status}: {message}")
+            }
+        }
+    }
+}
+
+/// The client; one per container.
+#[derive(Clone)]
+pub struct PagerDutyRest {
+    http: reqwest::Client,
+    api_url: String,
+}
+
+impl PagerDutyRest {
+    /// `api_url` is checked at cold start (https, or http on loopback).
+    pub fn new(http: reqwest::Client, api_url: impl Into<String>) -> Self {
+        PagerDutyRest {
+            http,
+            api_url: api_url.into(),
+        }
+    }
+
+    /// Every alert of `incident_id`, page by page until `more` is false, all by
+    /// `deadline`. `incident_id` must be a PagerDuty id (letters and digits).
+    pub async fn incident_alerts(
+        &self,
+        token: &Credential,
+        incident_id: &str,
+        deadline: Instant,
+    ) -> Result<Vec<Value>, AlertsError> {
+        let mut url = reqwest::Url::parse(&self.api_url).map_err(|_| AlertsError::Refused {
+            status: 0,
+            message: "PAGERDUTY_API_URL is not a URL".into(),
+        })?;
+        url.path_segments_mut()
+            .map_err(|()| AlertsError::Refused {
+                status: 0,
+                message: "PAGERDUTY_API_URL cannot take a path".into(),
+            })?
+            .pop_if_empty()
+            .extend(["incidents", incident_id, "alerts"]);
+        let mut alerts = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let mut page_url = url.clone();
+            page_url
+                .query_pairs_mut()
+                .append_pair("limit", &PAGE_LIMIT.to_string())
+                .append_pair("offset", &alerts.len().to_string());
+            let page = self.page(token, page_url, deadline).await?;
+            let more = page["more"].as_bool().unwrap_or(false);
+            let received = match page.get("alerts").and_then(Value::as_array) {
+                Some(received) => received.clone(),
+                None => {
+                    return Err(AlertsError::Refused {
+                        status: 200,
+                        message: "the answer has no alerts list".into(),
+                    })
+                }
+            };
+            let empty = received.is_empty();
+            alerts.extend(received);
+            if !more || empty {
+                return Ok(alerts);
+            }
+        }
+        Err(AlertsError::Refused {
+            status: 200,
+            message: format!("more than {} alerts", MAX_PAGES * PAGE_LIMIT),
+        })
+    }
+
+    async fn page(
+        &self,
+        token: &Credential,
+        url: reqwest::Url,
+        deadline: Instant,
+    ) -> Result<Value, AlertsError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(AlertsError::Unavailable {
+                reason: "no time left in the delivery".into(),
+                retry_after: None,
+            });
+        }
+        let timeout = CALL_TIMEOUT.min(remaining);
+        let request = self
+            .http
+            .get(url)
+            .header("authorization", format!("Token token={}", token.expose()))
+            .header("accept", "application/vnd.pagerduty+json;version=2")
+            .timeout(timeout)
+            .send();
+        let outcome = tokio::time::timeout(timeout, async {
+            let response = request.await?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, retry_after, body))
+        })
+        .await;
+        let (status, retry_after, body) = match outcome {
+            Err(_) => {
+                return Err(AlertsError::Unavailable {
+                    reason: format!("no answer within {} ms", timeout.as_millis()),
+                    retry_after: None,
+                })
+            }
+            Ok(Err(error)) => {
+                return Err(AlertsError::Unavailable {
+                    // Without the URL: it is ours, and the error's text is enough.
+                    reason: error.without_url().to_string(),
+                    retry_after: None,
+                });
+            }
+            Ok(Ok(answer)) => answer,
+        };
+        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        match status {
+            200..=299 => Ok(json),
+            429 => Err(AlertsError::Unavailable {
+                reason: "HTTP 429 (rate limited)".into(),
+                retry_after: Some(retry_after.unwrap_or(DEFAULT_RETRY_AFTER)),
+            }),
+            500..=599 => Err(AlertsError::Unavailable {
+                reason: format!("HTTP {status}"),
+                retry_after,
+            }),
+            401 | 403 => Err(AlertsError::KeyRefused { status }),
+            _ => Err(AlertsError::Refused {
+                status,
+                message: crate::domain::pagerduty::truncate_chars(
+                    json["error"]["message"]
+                        .as_str()
+                        .unwrap_or("no error message"),
+                    200,
+                ),
+            }),
+        }
+    }
+}
