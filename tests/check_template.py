@@ -326,14 +326,19 @@ def check_metrics(cfn, functions, alarms):
     catalog = json.loads(Path(catalog_path).read_text())
     check("the catalog is of METRICS_NAMESPACE", catalog.get("namespace_variable") == "METRICS_NAMESPACE")
     emitted = {(m["metric"], frozenset(m["dimensions"])): m["unit"] for m in catalog["metrics"]}
-    outcomes = set(catalog["outcomes"])
+    # Each metric's own Outcome values (Events, PagerDutyWebhooks, GuanceRestores).
+    outcomes = {metric: set(values) for metric, values in catalog["outcomes"].items()}
+    # The Reason values the code can emit.
+    reasons = set(catalog.get("reasons", []))
 
     def emits(metric, dims):
         """Does the code emit `metric` under exactly this dimension set, with these values?"""
         if (metric, frozenset(dims)) not in emitted:
             return False
         value = dims.get("Outcome")
-        return value is None or value in outcomes
+        reason = dims.get("Reason")
+        return ((value is None or value in outcomes.get(metric, set()))
+                and (reason is None or reason in reasons))
 
     def own_metrics_of(alarm):
         stats = []
@@ -371,6 +376,16 @@ def check_metrics(cfn, functions, alarms):
     refused_requests = [a for a, metric, dims in own if metric == "RequestsRefused" and dims == {}]
     check("an alarm on requests refused whole (wrong token or route, bad bodies), within minutes",
           len(refused_requests) == 1 and refused_requests[0]["Period"] <= 300)
+    signatures = [a for a, metric, dims in own if metric == "RequestsRefused" and dims == {"Reason": "bad_signature"}]
+    check("two-way: an alarm on PagerDuty webhooks refused for their signature, at the first one",
+          len(signatures) == 1 and signatures[0]["Threshold"] == 1 and signatures[0]["Period"] <= 300)
+    unrecovered = [a for a, metric, dims in own if metric == "GuanceRestores"]
+    counted = {dims.get("Outcome") for a, metric, dims in unrecovered}
+    check("two-way: an alarm on Guance events not recovered (refused restores, workspaces with no key)",
+          len({id(a) for a in unrecovered}) == 1 and {"refused", "no_key"} <= counted, str(counted))
+    retry = [a for a, metric, dims in own if metric == "PagerDutyWebhooks" and dims == {"Outcome": "retry"}]
+    check("two-way: an alarm on deliveries answered retry-later for 15 minutes",
+          len(retry) == 1 and retry[0]["Period"] * retry[0]["EvaluationPeriods"] >= 900)
     late = [a for a, metric, dims in own if metric == "QueueWait"]
     check("an alarm on pages waiting too long (QueueWait over 5 minutes)",
           len(late) == 1 and late[0]["Threshold"] == 300000 and late[0]["Statistic"] == "Maximum")
@@ -418,6 +433,11 @@ def check_metrics(cfn, functions, alarms):
               graphs(namespace, "Events", {"Outcome": "key_refused"}))
         for stat in ("p50", "p99"):
             check(f"dashboard ({mode}): PagerDuty latency {stat}", graphs(namespace, "PagerDutyLatency", {}, stat))
+            check(f"dashboard ({mode}): two-way: Guance latency {stat}", graphs(namespace, "GuanceLatency", {}, stat))
+        check(f"dashboard ({mode}): two-way: PagerDuty webhooks by outcome and reason",
+              graphs(namespace, "PagerDutyWebhooks", {"Outcome": None, "Reason": None}))
+        check(f"dashboard ({mode}): two-way: Guance restores by workspace and outcome",
+              graphs(namespace, "GuanceRestores", {"Outcome": None, "Workspace": None}))
         functions_here = ["WebhookFunction"] + (["DispatcherFunction"] if queue_mode else [])
         for fid in functions_here:
             for metric in ("Errors", "Throttles", "Duration"):
