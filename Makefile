@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # The Lambda runs on arm64; sam build and the size benchmark cross-compile to it.
 ARM_TARGET := aarch64-unknown-linux-gnu
 
-.PHONY: test fmt lint tools demo invoke cargo-lambda-secret deploy-check soak-queue template-check targets webhook-url bench soak fuzz
+.PHONY: test fmt lint tools demo invoke cargo-lambda-secret deploy-check soak-queue template-check targets webhook-url guance-workspace bench soak fuzz
 
 ## tools: the Python venv with moto, SAM CLI, cfn-lint, cargo-lambda and zig (idempotent)
 tools: $(TOOLS_STAMP)
@@ -49,6 +49,10 @@ deploy-check: tools targets
 ## webhook-url: the URL to paste into Guance, from the deployed stack (needs AWS credentials; STACK_NAME, ROUTE optional)
 webhook-url: tools
 	@$(VENV)/bin/python tools/webhook_url.py
+
+## guance-workspace: adds or replaces one Guance workspace (GUANCE_WORKSPACE_UUID, GUANCE_API_KEY, GUANCE_SITE or GUANCE_OPENAPI_URL) in the secret's guance_workspaces, keeping everything else; SECRET_ID or STACK_NAME
+guance-workspace: tools
+	@$(VENV)/bin/python tools/guance_workspace.py
 
 ## cargo-lambda-secret: after `cargo lambda deploy`, the secret (ROUTING_KEY, generated token) and the role's permission to read it; prints the webhook URL
 cargo-lambda-secret: tools

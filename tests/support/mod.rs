@@ -7,6 +7,7 @@
 pub mod emf;
 pub mod emulator;
 pub mod event_source;
+pub mod guance;
 pub mod pagerduty;
 
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
