@@ -9,7 +9,7 @@
 
 mod support;
 
-use guance_pagerduty::adapters::metrics::{Memory, Outcome};
+use guance_pagerduty::adapters::metrics::{Memory, Outcome, RestoreOutcome, WebhookOutcome};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -312,14 +312,102 @@ async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
     );
     all_lines.extend(lines);
 
+    // Two-way: a delivery with a bad signature, a ping, a person's resolve whose events
+    // are restored, refused by Guance and of a workspace with no key, and one retried.
+    let guance = support::guance::StandIn::start().await;
+    let (signing, api_token, guance_key) = (secret_value(40), secret_value(20), secret_value(32));
+    guance.add_workspace("wksp_metrics", &guance_key);
+    w.moto
+        .put_secret(
+            &w.secret_id,
+            &json!({"routing_key": w.routing_key, "webhook_token": w.token,
+                    "routes": {"payments": payments_key},
+                    "pagerduty_webhook_secrets": signing, "pagerduty_api_token": api_token,
+                    "guance_workspaces": {"wksp_metrics": {"api_key": guance_key, "openapi_url": guance.openapi_url()}}})
+            .to_string(),
+        )
+        .await;
+    w.standin.allow_api_token(&api_token);
+    let two_way = Memory::default();
+    let app = w.app(AppOptions {
+        metrics: two_way.clone(),
+        api_url: Some(w.standin.api_url()),
+        ..AppOptions::default()
+    });
+    let page = json!({"df_status": "critical", "df_title": "two-way", "df_workspace_uuid": "wksp_metrics",
+                      "df_monitor_checker_event_ref": "ref-metrics-1"});
+    assert_eq!(call(&app, &post(&w, None, &[page])).await.status, 202);
+    let incident = w.standin.incident_for("ref-metrics-1").unwrap();
+    for (n, workspace) in [(2, "wksp_metrics"), (3, "wksp_no_key")] {
+        w.standin.add_alert(
+            &incident,
+            json!({"df_workspace_uuid": workspace, "df_monitor_checker_event_ref": format!("ref-metrics-{n}")}),
+        );
+    }
+    let signed = |body: &Value, secret: &str| {
+        let body = body.to_string();
+        let mut event = with_path(with_token(w.event("alert.json"), None), "/pagerduty/webhook");
+        event["headers"] = json!({"x-pagerduty-signature": support::pagerduty::sign(body.as_bytes(), secret)});
+        with_body(event, &body)
+    };
+    let resolved = support::pagerduty::webhook_delivery(
+        "incident.resolved",
+        &incident,
+        Some("user_reference"),
+        false,
+    );
+    let ping = support::pagerduty::webhook_delivery("pagey.ping", "", None, false);
+    assert_eq!(call(&app, &signed(&ping, "wrong")).await.status, 401);
+    assert_eq!(call(&app, &signed(&ping, &signing)).await.status, 200);
+    w.standin.script_rest([Fault::Status(500)]);
+    assert_eq!(call(&app, &signed(&resolved, &signing)).await.status, 503);
+    guance.script([
+        support::guance::Fault::Pass,
+        support::guance::Fault::Error(403, support::guance::INVALID_API_KEY),
+    ]);
+    let answer = call(&app, &signed(&resolved, &signing)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let lines = two_way.lines();
+    let count = |metric: &str, outcome: &str| -> u64 {
+        lines
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|l| l["Outcome"] == outcome)
+            .filter_map(|l| l[metric].as_u64())
+            .sum()
+    };
+    assert_eq!(count("PagerDutyWebhooks", "ignored"), 1);
+    assert_eq!(count("PagerDutyWebhooks", "retry"), 1);
+    assert_eq!(count("PagerDutyWebhooks", "recovered"), 1);
+    assert_eq!(count("GuanceRestores", "restored"), 1);
+    assert_eq!(count("GuanceRestores", "refused"), 1);
+    assert_eq!(count("GuanceRestores", "no_key"), 1);
+    let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
+    assert_eq!(
+        support::emf::refused_requests(&texts).get("bad_signature"),
+        Some(&1)
+    );
+    assert_eq!(samples(&lines, "restored", "GuanceLatency").len(), 1);
+    for secret in [&signing, &api_token, &guance_key] {
+        assert!(lines.iter().all(|l| !l.contains(secret.as_str())));
+    }
+    all_lines.extend(lines);
+
     // What the code emits, over every scenario: each outcome, and nothing else.
     let declared: BTreeSet<Declared> = all_lines
         .iter()
         .flat_map(|l| validate(l).unwrap())
         .collect();
+    let reasons: BTreeSet<String> = declared
+        .iter()
+        .filter_map(|d| {
+            let at = d.dimensions.iter().position(|k| k == "Reason")?;
+            Some(d.values[at].clone())
+        })
+        .collect();
     let outcomes: BTreeSet<String> = declared
         .iter()
-        .filter(|d| d.dimensions.contains(&"Outcome".to_owned()))
+        .filter(|d| d.metric == "Events" && d.dimensions.contains(&"Outcome".to_owned()))
         .map(|d| d.values[d.dimensions.iter().position(|k| k == "Outcome").unwrap()].clone())
         .collect();
     let every: BTreeSet<String> = Outcome::ALL.iter().map(|o| o.as_str().to_owned()).collect();
@@ -345,7 +433,12 @@ async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
         let catalog = json!({
             "namespace_variable": "METRICS_NAMESPACE",
             "metrics": metrics,
-            "outcomes": every,
+            "outcomes": {
+                "Events": every,
+                "PagerDutyWebhooks": WebhookOutcome::ALL.map(WebhookOutcome::as_str),
+                "GuanceRestores": RestoreOutcome::ALL.map(RestoreOutcome::as_str),
+            },
+            "reasons": reasons,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&catalog).unwrap()).unwrap();
     }
