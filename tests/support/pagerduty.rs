@@ -3,6 +3,14 @@
 //! scripted to fail the next requests (429, 500, 400, a stall, a dropped connection) or
 //! to fail a share of all requests at random, and it records what it accepted.
 //!
+//! It also plays PagerDuty's REST API and webhooks v3 (CONTRACT.md section 6): the events
+//! it takes open and resolve alerts and incidents, which `GET /incidents/{id}/alerts`
+//! shows (authenticated, versioned, paginated as PagerDuty does); `POST
+//! /webhook_subscriptions` makes subscriptions with a signing secret shown once; and a
+//! resolved incident is posted, signed, to every subscription that asks for it: with agent
+//! `inbound_integration_reference` when an Events API resolve closed it (the bridge's own
+//! resolve), with a person's agent when `POST /_resolve` closed it (someone in PagerDuty).
+//!
 //! Used by the integration tests and, through `examples/pagerduty-standin.rs`, by
 //! `make demo` and `make bench`.
 
@@ -82,6 +90,8 @@ struct State {
     /// key" to every event sent with one.
     revoked: std::collections::HashSet<String>,
     key_refusals: u64,
+    /// The REST API, incidents, subscriptions and webhook deliveries.
+    rest: Rest,
 }
 
 pub struct StandIn {
@@ -105,6 +115,7 @@ impl StandIn {
         let listener = TcpListener::bind(addr).await.expect("bind the stand-in");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State::default()));
+        state.lock().unwrap().rest.api = format!("http://{addr}");
         let shared = Arc::clone(&state);
         let server = tokio::spawn(async move {
             loop {
@@ -238,6 +249,22 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Answer {
         state.lock().unwrap().outage = down;
         return respond(200, json!({ "outage": down }));
     }
+    if let Some(answer) = serve_control(&state, &method, &path) {
+        return answer;
+    }
+    if method == hyper::Method::POST && path == "/_resolve" {
+        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return respond(413, json!({"error": "request too large"})),
+        };
+        return control_resolve(state, &body).await;
+    }
+    if is_rest_path(&path) {
+        return serve_rest(state, request).await;
+    }
     if path != "/v2/enqueue" {
         return respond(404, json!({"status": "not found", "message": "Not found"}));
     }
@@ -302,6 +329,7 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Answer {
             )
         }
         Ok(event) => {
+            let shared = Arc::clone(&state);
             let mut state = state.lock().unwrap();
             let routing_key = event["routing_key"].as_str().unwrap_or_default().to_owned();
             if state.revoked.contains(&routing_key) {
@@ -339,14 +367,20 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Answer {
             };
             let alert = (routing_key.clone(), dedup_key.clone());
             let mut resolved_open_alert = false;
+            let mut outbound = Vec::new();
             match action.as_str() {
                 "trigger" => {
                     *state.open_alerts.entry(alert).or_default() += 1;
+                    open_alert(&mut state, &routing_key, &dedup_key, &event);
                 }
                 "resolve" => {
                     resolved_open_alert = state.open_alerts.remove(&alert).is_some();
+                    outbound = resolve_alert_by_integration(&mut state, &routing_key, &dedup_key);
                 }
                 _ => {}
+            }
+            for out in outbound {
+                drop(spawn_delivery(&shared, &mut state, out));
             }
             if state.echo {
                 println!("{}", serde_json::to_string_pretty(&redact(&event)).unwrap());
@@ -542,4 +576,1526 @@ fn is_iso8601(ts: &str) -> bool {
         || (rest.len() == 6
             && (rest.starts_with('+') || rest.starts_with('-'))
             && rest.as_bytes()[3] == b':')
+}
+
+// ---------------------------------------------------------------------------------------
+// PagerDuty's REST API and webhooks v3 (CONTRACT.md section 6).
+// ---------------------------------------------------------------------------------------
+
+/// The media type every REST request must accept.
+pub const REST_ACCEPT: &str = "application/vnd.pagerduty+json;version=2";
+
+/// The event types a v3 webhook subscription may ask for (PagerDuty's webhooks overview).
+pub const WEBHOOK_EVENT_TYPES: &[&str] = &[
+    "incident.acknowledged",
+    "incident.annotated",
+    "incident.conference_bridge.updated",
+    "incident.custom_field_values.updated",
+    "incident.delegated",
+    "incident.escalated",
+    "incident.priority_updated",
+    "incident.reassigned",
+    "incident.reopened",
+    "incident.resolved",
+    "incident.responder.added",
+    "incident.responder.replied",
+    "incident.status_update_published",
+    "incident.triggered",
+    "incident.unacknowledged",
+    "service.created",
+    "service.deleted",
+    "service.updated",
+];
+
+/// The base the pure builders write into `self` and `html_url` links.
+const PAGERDUTY_API: &str = "https://api.pagerduty.com";
+
+/// One REST request as it arrived (control endpoints `/_...` are not recorded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestRequest {
+    pub method: String,
+    /// Path and query, as sent: `/incidents/Q0000000001/alerts?limit=100&offset=0`.
+    pub path: String,
+    /// Whether it carried `Authorization: Token token=<a key allowed>`.
+    pub authorized: bool,
+}
+
+/// An incident as the tests see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    pub id: String,
+    pub number: u64,
+    /// `triggered` or `resolved`.
+    pub status: String,
+    pub title: String,
+    pub service_id: String,
+    /// The dedup key of the alert that opened it (null for one made by a merge).
+    pub incident_key: Option<String>,
+    /// The `alert_key` of every alert it holds now, oldest first (merges move them).
+    pub dedup_keys: Vec<String>,
+    /// `null`, or `{"type": "merge_resolve_reason", "incident": {...}}`.
+    pub resolve_reason: Value,
+}
+
+/// A v3 webhook subscription, secret included (PagerDuty shows it only once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    /// `service_reference`, `team_reference` or `account_reference`.
+    pub filter_type: String,
+    pub filter_id: Option<String>,
+    pub description: Option<String>,
+    pub secret: String,
+    pub custom_headers: Vec<(String, String)>,
+    /// Set after 3 deliveries in a row were dropped (a 4xx other than 429), as PagerDuty
+    /// does; `POST /webhook_subscriptions/{id}/enable` clears it.
+    pub temporarily_disabled: bool,
+}
+
+/// One attempt at delivering a webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookPost {
+    pub subscription_id: String,
+    pub url: String,
+    pub event_type: String,
+    /// `X-Webhook-Id`: the same for every attempt of one delivery.
+    pub webhook_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The receiver's status, `None` for a timeout or a connection failure.
+    pub status: Option<u16>,
+    /// The receiver's answer body, or what went wrong.
+    pub body: String,
+    /// The delivery as sent (its exact bytes were signed).
+    pub delivery: Value,
+    /// `X-PagerDuty-Signature` as sent.
+    pub signature: String,
+}
+
+/// How webhook deliveries are retried: PagerDuty retries 429, 5xx, timeouts and
+/// connection failures for 48 hours; the stand-in a few times with a doubling delay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WebhookRetry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    pub first_delay: Duration,
+    /// A 2xx is wanted within this long (PagerDuty: 5 s).
+    pub timeout: Duration,
+}
+
+impl Default for WebhookRetry {
+    fn default() -> Self {
+        WebhookRetry {
+            attempts: 4,
+            first_delay: Duration::from_millis(100),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Rest {
+    /// `http://addr`, for `self` links.
+    api: String,
+    tokens: std::collections::HashSet<String>,
+    script: VecDeque<Fault>,
+    requests: Vec<RestRequest>,
+    incidents: Vec<IncidentRecord>,
+    alerts: Vec<AlertRecord>,
+    /// Open alerts by (routing key, dedup key): the alert's index in `alerts`.
+    open: HashMap<(String, String), usize>,
+    subscriptions: Vec<SubscriptionRecord>,
+    posts: Vec<WebhookPost>,
+    retry: WebhookRetry,
+    in_flight: usize,
+    next_subscription: u64,
+}
+
+struct IncidentRecord {
+    id: String,
+    number: u64,
+    status: String,
+    title: String,
+    service_id: String,
+    incident_key: Option<String>,
+    created_at: String,
+    resolve_reason: Value,
+}
+
+struct AlertRecord {
+    id: String,
+    incident_id: String,
+    alert_key: String,
+    service_id: String,
+    status: String,
+    created_at: String,
+    summary: String,
+    severity: String,
+    details: Value,
+    cef_details: Value,
+}
+
+struct SubscriptionRecord {
+    subscription: Subscription,
+    delivery_method_id: String,
+    dropped_in_a_row: u32,
+}
+
+/// One delivery to make: a body signed for one subscription.
+struct Outbound {
+    subscription_id: String,
+    url: String,
+    secret: String,
+    custom_headers: Vec<(String, String)>,
+    event_type: String,
+    delivery: Value,
+    webhook_id: String,
+}
+
+impl StandIn {
+    /// The REST API's base, `http://addr` (PagerDuty's is `https://api.pagerduty.com`).
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Lets REST requests in with `Authorization: Token token=<token>`.
+    pub fn allow_api_token(&self, token: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .rest
+            .tokens
+            .insert(token.to_owned());
+    }
+
+    /// The next REST requests meet these faults, in order (the Events API's script is
+    /// separate).
+    pub fn script_rest(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state.lock().unwrap().rest.script.extend(faults);
+    }
+
+    /// Every REST request so far, in order.
+    pub fn rest_requests(&self) -> Vec<RestRequest> {
+        self.state.lock().unwrap().rest.requests.clone()
+    }
+
+    /// Every incident, oldest first.
+    pub fn incidents(&self) -> Vec<Incident> {
+        let state = self.state.lock().unwrap();
+        state
+            .rest
+            .incidents
+            .iter()
+            .map(|i| incident_view(&state.rest, i))
+            .collect()
+    }
+
+    /// The incident holding the alert with this dedup key: the open one if any, else the
+    /// latest.
+    pub fn incident_for(&self, dedup_key: &str) -> Option<String> {
+        incident_for_key(&self.state.lock().unwrap().rest, dedup_key)
+    }
+
+    /// Puts one more alert into an incident (grouping, merges) whose
+    /// `body.details` and `body.cef_details.details` are `custom_details`; its `alert_key`
+    /// is `custom_details.df_monitor_checker_event_ref` when that is a string, else
+    /// `standin-alert-<n>`. It is open (triggered) but no Events API key reaches it: it
+    /// resolves with its incident. Returns the alert's id. Panics for an unknown incident.
+    pub fn add_alert(&self, incident_id: &str, custom_details: Value) -> String {
+        let mut state = self.state.lock().unwrap();
+        let rest = &mut state.rest;
+        let incident = rest
+            .incidents
+            .iter()
+            .find(|i| i.id == incident_id)
+            .unwrap_or_else(|| panic!("no incident {incident_id} in the stand-in"));
+        let service_id = incident.service_id.clone();
+        let status = if incident.status == "resolved" {
+            "resolved"
+        } else {
+            "triggered"
+        };
+        let number = rest.alerts.len() + 1;
+        let alert_key = custom_details["df_monitor_checker_event_ref"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("standin-alert-{number}"));
+        let summary = format!("Stand-in alert {number}");
+        let id = format!("A{number:010}");
+        rest.alerts.push(AlertRecord {
+            id: id.clone(),
+            incident_id: incident_id.to_owned(),
+            alert_key: alert_key.clone(),
+            service_id,
+            status: status.to_owned(),
+            created_at: rfc3339(std::time::SystemTime::now(), false),
+            summary: summary.clone(),
+            severity: "error".to_owned(),
+            cef_details: cef_details(&alert_key, &custom_details, &summary, "error", &json!({})),
+            details: custom_details,
+        });
+        id
+    }
+
+    /// Every subscription, with its signing secret.
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        let state = self.state.lock().unwrap();
+        state
+            .rest
+            .subscriptions
+            .iter()
+            .map(|s| s.subscription.clone())
+            .collect()
+    }
+
+    /// Every webhook delivery attempt so far, in order.
+    pub fn webhook_posts(&self) -> Vec<WebhookPost> {
+        self.state.lock().unwrap().rest.posts.clone()
+    }
+
+    /// How webhook deliveries are retried and timed out.
+    pub fn set_webhook_retry(&self, retry: WebhookRetry) {
+        self.state.lock().unwrap().rest.retry = retry;
+    }
+
+    /// Waits until no webhook delivery is in flight (retries included), at most `limit`;
+    /// returns whether they all finished.
+    pub async fn webhooks_settled(&self, limit: Duration) -> bool {
+        let started = std::time::Instant::now();
+        loop {
+            if self.state.lock().unwrap().rest.in_flight == 0 {
+                return true;
+            }
+            if started.elapsed() >= limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// `v1=<lowercase hex HMAC-SHA256 of body keyed with the secret's bytes>`: the value of
+/// `X-PagerDuty-Signature` PagerDuty sends with one secret.
+pub fn sign(body: &[u8], secret: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    format!("v1={}", hex(&mac.finalize().into_bytes()))
+}
+
+/// A v3 delivery as PagerDuty sends it, for tests that post one themselves: `incident.*`
+/// event types carry an incident (`data.status` `resolved` for `incident.resolved`,
+/// `acknowledged` for `incident.acknowledged`, else `triggered`) of service `PSVCTEST`;
+/// `pagey.ping` the ping. `agent_type` `None` gives `agent: null`; `merged` gives the
+/// `merge_resolve_reason` of an incident merged into `Q9999999999`. Deterministic: the
+/// same arguments give the same delivery (event id and time included).
+pub fn webhook_delivery(
+    event_type: &str,
+    incident_id: &str,
+    agent_type: Option<&str>,
+    merged: bool,
+) -> Value {
+    let seed = format!("{event_type}|{incident_id}|{agent_type:?}|{merged}");
+    let event_id = ulid_like(&sha256(seed.as_bytes()));
+    let occurred_at = "2025-04-07T03:00:55.532Z";
+    if event_type == "pagey.ping" {
+        return ping_delivery(&event_id, occurred_at);
+    }
+    let status = match event_type {
+        "incident.resolved" => "resolved",
+        "incident.acknowledged" => "acknowledged",
+        _ => "triggered",
+    };
+    let service_id = "PSVCTEST";
+    let resolve_reason = if merged {
+        merge_reason(PAGERDUTY_API, "Q9999999999")
+    } else {
+        Value::Null
+    };
+    let data = json!({
+        "id": incident_id,
+        "type": "incident",
+        "self": format!("{PAGERDUTY_API}/incidents/{incident_id}"),
+        "html_url": format!("{PAGERDUTY_API}/web/incidents/{incident_id}"),
+        "number": 1,
+        "status": status,
+        "incident_key": null,
+        "created_at": "2025-04-07T02:58:00Z",
+        "title": format!("Stand-in incident {incident_id}"),
+        "service": service_reference(PAGERDUTY_API, service_id),
+        "assignees": [],
+        "escalation_policy": escalation_policy(PAGERDUTY_API),
+        "teams": [],
+        "priority": null,
+        "urgency": "high",
+        "conference_bridge": null,
+        "resolve_reason": resolve_reason,
+    });
+    envelope(
+        &event_id,
+        event_type,
+        occurred_at,
+        agent(PAGERDUTY_API, agent_type, service_id),
+        data,
+    )
+}
+
+fn envelope(
+    event_id: &str,
+    event_type: &str,
+    occurred_at: &str,
+    agent: Value,
+    data: Value,
+) -> Value {
+    json!({"event": {
+        "id": event_id,
+        "event_type": event_type,
+        "resource_type": "incident",
+        "occurred_at": occurred_at,
+        "agent": agent,
+        "client": null,
+        "data": data,
+    }})
+}
+
+fn ping_delivery(event_id: &str, occurred_at: &str) -> Value {
+    json!({"event": {
+        "id": event_id,
+        "event_type": "pagey.ping",
+        "resource_type": "pagey",
+        "occurred_at": occurred_at,
+        "agent": {"id": "PSTANDU", "type": "user_reference"},
+        "client": null,
+        "data": {"message": "Hello from your friend Pagey!", "type": "ping"},
+    }})
+}
+
+fn reference(api: &str, kind: &str, collection: &str, id: &str, summary: &str) -> Value {
+    json!({
+        "id": id,
+        "type": kind,
+        "summary": summary,
+        "self": format!("{api}/{collection}/{id}"),
+        "html_url": format!("{api}/web/{collection}/{id}"),
+    })
+}
+
+fn service_reference(api: &str, service_id: &str) -> Value {
+    reference(
+        api,
+        "service_reference",
+        "services",
+        service_id,
+        &format!("Stand-in service {service_id}"),
+    )
+}
+
+fn incident_reference(api: &str, incident_id: &str) -> Value {
+    reference(
+        api,
+        "incident_reference",
+        "incidents",
+        incident_id,
+        &format!("Stand-in incident {incident_id}"),
+    )
+}
+
+fn escalation_policy(api: &str) -> Value {
+    reference(
+        api,
+        "escalation_policy_reference",
+        "escalation_policies",
+        "PSTANDE",
+        "Default",
+    )
+}
+
+fn merge_reason(api: &str, into: &str) -> Value {
+    json!({"type": "merge_resolve_reason", "incident": incident_reference(api, into)})
+}
+
+/// `event.agent` for an agent type: a person, the Events API integration of the
+/// incident's service, the service itself, `null` for `None`, else a bare reference.
+fn agent(api: &str, agent_type: Option<&str>, service_id: &str) -> Value {
+    match agent_type {
+        None => Value::Null,
+        Some("user_reference") => reference(
+            api,
+            "user_reference",
+            "users",
+            "PSTANDU",
+            "Stand-in Responder",
+        ),
+        Some("inbound_integration_reference") => {
+            let integration = format!("PINT{}", &service_id[service_id.len().min(4)..]);
+            json!({
+                "id": integration,
+                "type": "inbound_integration_reference",
+                "summary": "Events API V2",
+                "self": format!("{api}/services/{service_id}/integrations/{integration}"),
+                "html_url": format!("{api}/web/services/{service_id}/integrations/{integration}"),
+            })
+        }
+        Some("service_reference") => service_reference(api, service_id),
+        Some(other) => json!({"id": "PSTANDA", "type": other}),
+    }
+}
+
+/// A stable service id per routing key: `PSVC` and 6 hex digits of its SHA-256.
+pub fn service_id_for(routing_key: &str) -> String {
+    format!(
+        "PSVC{}",
+        hex(&sha256(routing_key.as_bytes())[..3]).to_uppercase()
+    )
+}
+
+fn cef_details(
+    dedup_key: &str,
+    details: &Value,
+    summary: &str,
+    severity: &str,
+    event: &Value,
+) -> Value {
+    let payload = &event["payload"];
+    json!({
+        "client": event.get("client").cloned().unwrap_or(Value::Null),
+        "client_url": event.get("client_url").cloned().unwrap_or(Value::Null),
+        "contexts": event.get("links").cloned().unwrap_or(json!([])),
+        "dedup_key": dedup_key,
+        "description": summary,
+        "details": details,
+        "event_class": payload.get("class").cloned().unwrap_or(Value::Null),
+        "message": summary,
+        "mutations": [],
+        "priority": null,
+        "reporter_component": null,
+        "reporter_location": null,
+        "service_group": payload.get("group").cloned().unwrap_or(Value::Null),
+        "severity": severity,
+        "source_component": payload.get("component").cloned().unwrap_or(Value::Null),
+        "source_location": payload.get("source").cloned().unwrap_or(Value::Null),
+        "source_origin": payload.get("source").cloned().unwrap_or(Value::Null),
+        "version": "1.0",
+    })
+}
+
+fn incident_view(rest: &Rest, incident: &IncidentRecord) -> Incident {
+    Incident {
+        id: incident.id.clone(),
+        number: incident.number,
+        status: incident.status.clone(),
+        title: incident.title.clone(),
+        service_id: incident.service_id.clone(),
+        incident_key: incident.incident_key.clone(),
+        dedup_keys: rest
+            .alerts
+            .iter()
+            .filter(|a| a.incident_id == incident.id)
+            .map(|a| a.alert_key.clone())
+            .collect(),
+        resolve_reason: incident.resolve_reason.clone(),
+    }
+}
+
+/// The incident as webhooks and `GET /incidents/{id}` show it.
+fn incident_json(rest: &Rest, incident: &IncidentRecord) -> Value {
+    let api = &rest.api;
+    json!({
+        "id": incident.id,
+        "type": "incident",
+        "summary": incident.title,
+        "self": format!("{api}/incidents/{}", incident.id),
+        "html_url": format!("{api}/web/incidents/{}", incident.id),
+        "number": incident.number,
+        "status": incident.status,
+        "incident_key": incident.incident_key,
+        "created_at": incident.created_at,
+        "title": incident.title,
+        "service": service_reference(api, &incident.service_id),
+        "assignees": [],
+        "escalation_policy": escalation_policy(api),
+        "teams": [],
+        "priority": null,
+        "urgency": "high",
+        "conference_bridge": null,
+        "resolve_reason": incident.resolve_reason,
+    })
+}
+
+fn alert_json(rest: &Rest, alert: &AlertRecord) -> Value {
+    let api = &rest.api;
+    json!({
+        "id": alert.id,
+        "type": "alert",
+        "summary": alert.summary,
+        "self": format!("{api}/alerts/{}", alert.id),
+        "html_url": format!("{api}/web/alerts/{}", alert.id),
+        "status": alert.status,
+        "alert_key": alert.alert_key,
+        "created_at": alert.created_at,
+        "severity": alert.severity,
+        "suppressed": false,
+        "service": service_reference(api, &alert.service_id),
+        "incident": incident_reference(api, &alert.incident_id),
+        "body": {
+            "type": "alert_body",
+            "contexts": [],
+            "details": alert.details,
+            "cef_details": alert.cef_details,
+        },
+    })
+}
+
+fn subscription_json(record: &SubscriptionRecord, show_secret: bool) -> Value {
+    let s = &record.subscription;
+    let headers: Vec<Value> = s
+        .custom_headers
+        .iter()
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect();
+    let mut filter = json!({"type": s.filter_type});
+    if let Some(id) = &s.filter_id {
+        filter["id"] = json!(id);
+    }
+    json!({
+        "id": s.id,
+        "type": "webhook_subscription",
+        "active": true,
+        "delivery_method": {
+            "id": record.delivery_method_id,
+            "type": "http_delivery_method",
+            "url": s.url,
+            "custom_headers": headers,
+            "secret": if show_secret { json!(s.secret) } else { Value::Null },
+            "temporarily_disabled": s.temporarily_disabled,
+        },
+        "description": s.description,
+        "events": s.events,
+        "filter": filter,
+    })
+}
+
+fn incident_for_key(rest: &Rest, dedup_key: &str) -> Option<String> {
+    let mut latest = None;
+    for alert in rest.alerts.iter().rev() {
+        if alert.alert_key != dedup_key {
+            continue;
+        }
+        if alert.status == "triggered" {
+            return Some(alert.incident_id.clone());
+        }
+        latest.get_or_insert_with(|| alert.incident_id.clone());
+    }
+    latest
+}
+
+/// A trigger: a new alert and incident unless one is open for this key.
+fn open_alert(state: &mut State, routing_key: &str, dedup_key: &str, event: &Value) {
+    let rest = &mut state.rest;
+    let key = (routing_key.to_owned(), dedup_key.to_owned());
+    if rest.open.contains_key(&key) {
+        return;
+    }
+    let service_id = service_id_for(routing_key);
+    let number = rest.incidents.len() as u64 + 1;
+    let incident_id = format!("Q{number:010}");
+    let now = rfc3339(std::time::SystemTime::now(), false);
+    let payload = &event["payload"];
+    let summary = payload["summary"].as_str().unwrap_or_default().to_owned();
+    let severity = payload["severity"].as_str().unwrap_or("error").to_owned();
+    let details = payload
+        .get("custom_details")
+        .cloned()
+        .unwrap_or(Value::Null);
+    rest.incidents.push(IncidentRecord {
+        id: incident_id.clone(),
+        number,
+        status: "triggered".into(),
+        title: summary.clone(),
+        service_id: service_id.clone(),
+        incident_key: Some(dedup_key.to_owned()),
+        created_at: now.clone(),
+        resolve_reason: Value::Null,
+    });
+    let alert_number = rest.alerts.len() + 1;
+    rest.alerts.push(AlertRecord {
+        id: format!("A{alert_number:010}"),
+        incident_id,
+        alert_key: dedup_key.to_owned(),
+        service_id,
+        status: "triggered".into(),
+        created_at: now,
+        cef_details: cef_details(dedup_key, &details, &summary, &severity, event),
+        summary,
+        severity,
+        details,
+    });
+    rest.open.insert(key, rest.alerts.len() - 1);
+}
+
+/// An Events API resolve: the open alert resolves, and its incident with it once it holds
+/// no other open alert (PagerDuty's rule); that incident's `incident.resolved` goes out
+/// with agent `inbound_integration_reference`.
+fn resolve_alert_by_integration(
+    state: &mut State,
+    routing_key: &str,
+    dedup_key: &str,
+) -> Vec<Outbound> {
+    let rest = &mut state.rest;
+    let Some(index) = rest
+        .open
+        .remove(&(routing_key.to_owned(), dedup_key.to_owned()))
+    else {
+        return Vec::new();
+    };
+    rest.alerts[index].status = "resolved".into();
+    let incident_id = rest.alerts[index].incident_id.clone();
+    let still_open = rest
+        .alerts
+        .iter()
+        .any(|a| a.incident_id == incident_id && a.status == "triggered");
+    if still_open {
+        return Vec::new();
+    }
+    let Some(incident) = rest.incidents.iter_mut().find(|i| i.id == incident_id) else {
+        return Vec::new();
+    };
+    if incident.status == "resolved" {
+        return Vec::new();
+    }
+    incident.status = "resolved".into();
+    outbound_for(
+        rest,
+        &incident_id,
+        "incident.resolved",
+        Some("inbound_integration_reference"),
+    )
+}
+
+/// Resolves an incident as a person (or a merge) does in PagerDuty: every alert resolves
+/// (or, for a merge, moves to `into`, which stays open) and no Events API key is open on
+/// them any more.
+fn resolve_incident(
+    state: &mut State,
+    incident_id: &str,
+    agent_type: Option<&str>,
+    merge_into: Option<Option<String>>,
+) -> Result<Vec<Outbound>, (u16, String)> {
+    let rest = &mut state.rest;
+    let Some(position) = rest.incidents.iter().position(|i| i.id == incident_id) else {
+        return Err((404, format!("no incident {incident_id}")));
+    };
+    if rest.incidents[position].status == "resolved" {
+        return Err((409, format!("incident {incident_id} is already resolved")));
+    }
+    let mut resolve_reason = Value::Null;
+    if let Some(into) = merge_into {
+        let target = match into {
+            Some(target) => {
+                let ok = rest
+                    .incidents
+                    .iter()
+                    .any(|i| i.id == target && i.status != "resolved" && i.id != incident_id);
+                if !ok {
+                    return Err((
+                        404,
+                        format!("no other open incident {target} to merge into"),
+                    ));
+                }
+                target
+            }
+            None => {
+                let source = &rest.incidents[position];
+                let number = rest.incidents.len() as u64 + 1;
+                let target = IncidentRecord {
+                    id: format!("Q{number:010}"),
+                    number,
+                    status: "triggered".into(),
+                    title: format!("Stand-in incident merged from {}", source.id),
+                    service_id: source.service_id.clone(),
+                    incident_key: None,
+                    created_at: rfc3339(std::time::SystemTime::now(), false),
+                    resolve_reason: Value::Null,
+                };
+                let id = target.id.clone();
+                rest.incidents.push(target);
+                id
+            }
+        };
+        for alert in rest
+            .alerts
+            .iter_mut()
+            .filter(|a| a.incident_id == incident_id)
+        {
+            alert.incident_id = target.clone();
+        }
+        resolve_reason = merge_reason(&rest.api, &target);
+    } else {
+        let mut closed = Vec::new();
+        for (index, alert) in rest.alerts.iter_mut().enumerate() {
+            if alert.incident_id == incident_id && alert.status == "triggered" {
+                alert.status = "resolved".into();
+                closed.push(index);
+            }
+        }
+        rest.open.retain(|_, index| !closed.contains(index));
+        let open = &rest.open;
+        let still: std::collections::HashSet<(String, String)> = open.keys().cloned().collect();
+        state.open_alerts.retain(|key, _| still.contains(key));
+    }
+    let rest = &mut state.rest;
+    let incident = &mut rest.incidents[position];
+    incident.status = "resolved".into();
+    incident.resolve_reason = resolve_reason;
+    Ok(outbound_for(
+        rest,
+        incident_id,
+        "incident.resolved",
+        agent_type,
+    ))
+}
+
+/// The signed deliveries of one incident event, one per subscription that asks for it.
+fn outbound_for(
+    rest: &Rest,
+    incident_id: &str,
+    event_type: &str,
+    agent_type: Option<&str>,
+) -> Vec<Outbound> {
+    let Some(incident) = rest.incidents.iter().find(|i| i.id == incident_id) else {
+        return Vec::new();
+    };
+    let event_id = ulid_like(&random_bytes(16));
+    let delivery = envelope(
+        &event_id,
+        event_type,
+        &rfc3339(std::time::SystemTime::now(), true),
+        agent(&rest.api, agent_type, &incident.service_id),
+        incident_json(rest, incident),
+    );
+    rest.subscriptions
+        .iter()
+        .map(|r| &r.subscription)
+        .filter(|s| !s.temporarily_disabled && s.events.iter().any(|e| e == event_type))
+        .filter(|s| match s.filter_type.as_str() {
+            "account_reference" => true,
+            "service_reference" => s.filter_id.as_deref() == Some(incident.service_id.as_str()),
+            // The stand-in's incidents belong to no team.
+            _ => false,
+        })
+        .map(|s| outbound_to(s, event_type, delivery.clone()))
+        .collect()
+}
+
+fn outbound_to(subscription: &Subscription, event_type: &str, delivery: Value) -> Outbound {
+    Outbound {
+        subscription_id: subscription.id.clone(),
+        url: subscription.url.clone(),
+        secret: subscription.secret.clone(),
+        custom_headers: subscription.custom_headers.clone(),
+        event_type: event_type.to_owned(),
+        delivery,
+        webhook_id: uuid_like(),
+    }
+}
+
+fn spawn_delivery(
+    shared: &Arc<Mutex<State>>,
+    state: &mut State,
+    out: Outbound,
+) -> JoinHandle<WebhookPost> {
+    state.rest.in_flight += 1;
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let post = deliver(&shared, out).await;
+        shared.lock().unwrap().rest.in_flight -= 1;
+        post
+    })
+}
+
+/// Posts one delivery until it is taken (2xx), dropped (another status but 429), or the
+/// attempts run out; records every attempt. Returns the last.
+async fn deliver(state: &Arc<Mutex<State>>, out: Outbound) -> WebhookPost {
+    let retry = state.lock().unwrap().rest.retry;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(retry.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("PagerDuty-Webhook/V3.0")
+        .build()
+        .expect("an HTTP client for webhooks");
+    let body = out.delivery.to_string().into_bytes();
+    let signature = sign(&body, &out.secret);
+    let mut delay = retry.first_delay;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut request = client
+            .post(&out.url)
+            .header("content-type", "application/json")
+            .header("x-pagerduty-signature", &signature)
+            .header("x-webhook-id", &out.webhook_id)
+            .header("x-webhook-subscription", &out.subscription_id)
+            .body(body.clone());
+        for (name, value) in &out.custom_headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let (status, answer) = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let text = match response.text().await {
+                    Ok(text) => text,
+                    Err(e) => format!("(answer unreadable: {e})"),
+                };
+                (Some(status), text)
+            }
+            Err(e) if e.is_timeout() => (None, format!("timed out after {:?}", retry.timeout)),
+            Err(e) => (None, format!("connection failed: {e}")),
+        };
+        let post = WebhookPost {
+            subscription_id: out.subscription_id.clone(),
+            url: out.url.clone(),
+            event_type: out.event_type.clone(),
+            webhook_id: out.webhook_id.clone(),
+            attempt,
+            status,
+            body: answer,
+            delivery: out.delivery.clone(),
+            signature: signature.clone(),
+        };
+        let retryable = status.is_none_or(|s| s == 429 || s >= 500);
+        let taken = status.is_some_and(|s| (200..300).contains(&s));
+        {
+            let mut state = state.lock().unwrap();
+            if state.echo {
+                let shown = status.map_or_else(|| "no answer".to_owned(), |s| s.to_string());
+                println!(
+                    "webhook {} -> {} (attempt {attempt}): {shown}",
+                    out.event_type, out.url
+                );
+            }
+            state.rest.posts.push(post.clone());
+            if let Some(record) = state
+                .rest
+                .subscriptions
+                .iter_mut()
+                .find(|r| r.subscription.id == out.subscription_id)
+            {
+                if taken {
+                    record.dropped_in_a_row = 0;
+                } else if !retryable {
+                    record.dropped_in_a_row += 1;
+                    if record.dropped_in_a_row >= 3 {
+                        record.subscription.temporarily_disabled = true;
+                    }
+                }
+            }
+        }
+        if taken || !retryable || attempt >= retry.attempts {
+            return post;
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+    }
+}
+
+fn is_rest_path(path: &str) -> bool {
+    [
+        "/incidents",
+        "/webhook_subscriptions",
+        "/alerts",
+        "/services",
+    ]
+    .iter()
+    .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+}
+
+/// PagerDuty's REST error shape.
+fn rest_error(status: u16, message: &str, code: u32, errors: &[String]) -> Answer {
+    let mut error = json!({"message": message, "code": code});
+    if !errors.is_empty() {
+        error["errors"] = json!(errors);
+    }
+    respond(status, json!({ "error": error }))
+}
+
+fn invalid_input(errors: Vec<String>) -> Answer {
+    rest_error(400, "Invalid Input Provided", 2001, &errors)
+}
+
+fn not_found() -> Answer {
+    rest_error(404, "Not Found", 2100, &[])
+}
+
+fn accepts_v2(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| {
+            let v: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+            v.eq_ignore_ascii_case(REST_ACCEPT)
+        })
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// `limit` (default 25, 1 to 100), `offset` (default 0) and `total` (the count only when
+/// `total=true`, as PagerDuty does) of a list request.
+fn pagination(query: &str) -> Result<(usize, usize, bool), Vec<String>> {
+    let mut errors = Vec::new();
+    let limit = match query_param(query, "limit") {
+        None => 25,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            Ok(n) if n > 100 => {
+                errors.push("Limit must be less than or equal to 100".to_owned());
+                0
+            }
+            _ => {
+                errors.push("Limit must be a positive integer".to_owned());
+                0
+            }
+        },
+    };
+    let offset = match query_param(query, "offset") {
+        None => 0,
+        Some(text) => text.parse::<usize>().unwrap_or_else(|_| {
+            errors.push("Offset must be a non-negative integer".to_owned());
+            0
+        }),
+    };
+    let total = query_param(query, "total") == Some("true");
+    if errors.is_empty() {
+        Ok((limit, offset, total))
+    } else {
+        Err(errors)
+    }
+}
+
+fn page(name: &str, items: Vec<Value>, query: &str) -> Answer {
+    let (limit, offset, want_total) = match pagination(query) {
+        Ok(page) => page,
+        Err(errors) => return invalid_input(errors),
+    };
+    let total = items.len();
+    let shown: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
+    respond(
+        200,
+        json!({
+            name: shown,
+            "limit": limit,
+            "offset": offset,
+            "more": offset + limit < total,
+            "total": if want_total { json!(total) } else { Value::Null },
+        }),
+    )
+}
+
+async fn serve_rest(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Answer {
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or_default().to_owned();
+    let authorized = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Token token="))
+        .is_some_and(|token| state.lock().unwrap().rest.tokens.contains(token));
+    let accepted = accepts_v2(&request);
+    let fault = {
+        let mut state = state.lock().unwrap();
+        state.rest.requests.push(RestRequest {
+            method: method.to_string(),
+            path: uri
+                .path_and_query()
+                .map_or_else(|| path.clone(), |p| p.as_str().to_owned()),
+            authorized,
+        });
+        state.rest.script.pop_front()
+    };
+    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return rest_error(413, "Request Entity Too Large", 2001, &[]),
+    };
+    match fault {
+        Some(Fault::Status(status)) => {
+            return rest_error(status, "scripted failure", 2000, &[]);
+        }
+        Some(Fault::StatusRetryAfter(status, seconds)) => {
+            let mut answer = rest_error(status, "Rate Limit Exceeded", 2020, &[])?;
+            answer
+                .headers_mut()
+                .insert("retry-after", seconds.to_string().parse().unwrap());
+            return Ok(answer);
+        }
+        Some(Fault::Stall(duration)) => {
+            tokio::time::sleep(duration).await;
+            return Err(std::io::Error::other("stalled"));
+        }
+        Some(Fault::Drop) => return Err(std::io::Error::other("dropped")),
+        Some(Fault::Pass) | None => {}
+    }
+    if !authorized {
+        return rest_error(401, "Authentication failed", 2006, &[]);
+    }
+    if !accepted {
+        return rest_error(
+            406,
+            "Not Acceptable",
+            2001,
+            &[format!("The Accept header must be {REST_ACCEPT}")],
+        );
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let get = method == hyper::Method::GET;
+    let post = method == hyper::Method::POST;
+    match segments.as_slice() {
+        ["incidents", id] if get => {
+            let state = state.lock().unwrap();
+            match state.rest.incidents.iter().find(|i| i.id == *id) {
+                Some(incident) => respond(
+                    200,
+                    json!({"incident": incident_json(&state.rest, incident)}),
+                ),
+                None => not_found(),
+            }
+        }
+        ["incidents", id, "alerts"] if get => {
+            let state = state.lock().unwrap();
+            let rest = &state.rest;
+            if !rest.incidents.iter().any(|i| i.id == *id) {
+                return not_found();
+            }
+            let alerts: Vec<Value> = rest
+                .alerts
+                .iter()
+                .filter(|a| a.incident_id == *id)
+                .map(|a| alert_json(rest, a))
+                .collect();
+            page("alerts", alerts, &query)
+        }
+        ["webhook_subscriptions"] if get => {
+            let state = state.lock().unwrap();
+            let all: Vec<Value> = state
+                .rest
+                .subscriptions
+                .iter()
+                .map(|r| subscription_json(r, false))
+                .collect();
+            page("webhook_subscriptions", all, &query)
+        }
+        ["webhook_subscriptions"] if post => {
+            let subscription = match validate_subscription(&body) {
+                Ok(subscription) => subscription,
+                Err(errors) => return invalid_input(errors),
+            };
+            let mut state = state.lock().unwrap();
+            let rest = &mut state.rest;
+            rest.next_subscription += 1;
+            let n = rest.next_subscription;
+            let mut subscription = subscription;
+            subscription.id = format!("PWHS{n:03}");
+            subscription.secret = new_secret();
+            let record = SubscriptionRecord {
+                subscription,
+                delivery_method_id: format!("PDLM{n:03}"),
+                dropped_in_a_row: 0,
+            };
+            let shown = subscription_json(&record, true);
+            rest.subscriptions.push(record);
+            respond(201, json!({ "webhook_subscription": shown }))
+        }
+        ["webhook_subscriptions", id] if get => {
+            let state = state.lock().unwrap();
+            match state
+                .rest
+                .subscriptions
+                .iter()
+                .find(|r| r.subscription.id == *id)
+            {
+                Some(r) => respond(
+                    200,
+                    json!({"webhook_subscription": subscription_json(r, false)}),
+                ),
+                None => not_found(),
+            }
+        }
+        ["webhook_subscriptions", id] if method == hyper::Method::DELETE => {
+            let mut state = state.lock().unwrap();
+            let before = state.rest.subscriptions.len();
+            state
+                .rest
+                .subscriptions
+                .retain(|r| r.subscription.id != *id);
+            if state.rest.subscriptions.len() == before {
+                return not_found();
+            }
+            Ok(Response::builder()
+                .status(204)
+                .body(Full::new(Bytes::new()))
+                .unwrap())
+        }
+        ["webhook_subscriptions", id, "enable"] if post => {
+            let mut state = state.lock().unwrap();
+            match state
+                .rest
+                .subscriptions
+                .iter_mut()
+                .find(|r| r.subscription.id == *id)
+            {
+                Some(r) => {
+                    r.subscription.temporarily_disabled = false;
+                    r.dropped_in_a_row = 0;
+                    respond(
+                        200,
+                        json!({"webhook_subscription": subscription_json(r, false)}),
+                    )
+                }
+                None => not_found(),
+            }
+        }
+        ["webhook_subscriptions", id, "ping"] if post => {
+            let mut guard = state.lock().unwrap();
+            let Some(record) = guard
+                .rest
+                .subscriptions
+                .iter()
+                .find(|r| r.subscription.id == *id)
+            else {
+                return not_found();
+            };
+            let event_id = ulid_like(&random_bytes(16));
+            let delivery = ping_delivery(&event_id, &rfc3339(std::time::SystemTime::now(), true));
+            let out = outbound_to(&record.subscription, "pagey.ping", delivery);
+            drop(spawn_delivery(&state, &mut guard, out));
+            Ok(Response::builder()
+                .status(202)
+                .body(Full::new(Bytes::new()))
+                .unwrap())
+        }
+        _ => not_found(),
+    }
+}
+
+/// PagerDuty's checks of a `POST /webhook_subscriptions` body; the subscription without
+/// its id and secret.
+fn validate_subscription(body: &[u8]) -> Result<Subscription, Vec<String>> {
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| vec![format!("Invalid JSON: {e}")])?;
+    let Some(wrapped) = root.get("webhook_subscription").filter(|v| v.is_object()) else {
+        return Err(vec!["webhook_subscription must be an object".into()]);
+    };
+    let mut errors = Vec::new();
+    if wrapped["type"] != "webhook_subscription" {
+        errors.push("type must be webhook_subscription".into());
+    }
+    let delivery = &wrapped["delivery_method"];
+    if delivery["type"] != "http_delivery_method" {
+        errors.push("delivery_method.type must be http_delivery_method".into());
+    }
+    let url = delivery["url"].as_str().unwrap_or_default().to_owned();
+    let valid_url = ["http://", "https://"].iter().any(|scheme| {
+        url.strip_prefix(scheme).is_some_and(|rest| {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            !host.is_empty() && !rest.contains(char::is_whitespace)
+        })
+    });
+    if !valid_url {
+        errors.push("delivery_method.url must be an http(s) URL".into());
+    }
+    let mut custom_headers = Vec::new();
+    match delivery.get("custom_headers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(headers)) => {
+            for header in headers {
+                match (header["name"].as_str(), header["value"].as_str()) {
+                    (Some(name), Some(value)) if !name.is_empty() => {
+                        custom_headers.push((name.to_owned(), value.to_owned()))
+                    }
+                    _ => errors.push(
+                        "delivery_method.custom_headers must hold objects with a name and a value"
+                            .into(),
+                    ),
+                }
+            }
+        }
+        Some(_) => errors.push("delivery_method.custom_headers must be a list".into()),
+    }
+    let mut events = Vec::new();
+    match wrapped["events"].as_array() {
+        Some(list) if !list.is_empty() => {
+            for event in list {
+                match event.as_str() {
+                    Some(e) if WEBHOOK_EVENT_TYPES.contains(&e) => events.push(e.to_owned()),
+                    _ => errors.push(format!("events: {event} is not a known event type")),
+                }
+            }
+        }
+        _ => errors.push("events must be a non-empty list of event types".into()),
+    }
+    let filter = &wrapped["filter"];
+    let filter_type = filter["type"].as_str().unwrap_or_default().to_owned();
+    let filter_id = filter["id"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    match filter_type.as_str() {
+        "account_reference" => {}
+        "service_reference" | "team_reference" if filter_id.is_some() => {}
+        "service_reference" | "team_reference" => {
+            errors.push(format!("filter.id is required for a {filter_type}"))
+        }
+        _ => errors.push(
+            "filter.type must be service_reference, team_reference or account_reference".into(),
+        ),
+    }
+    let description = match &wrapped["description"] {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        _ => {
+            errors.push("description must be a string".into());
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Subscription {
+        id: String::new(),
+        url,
+        events,
+        filter_type,
+        filter_id,
+        description,
+        secret: String::new(),
+        custom_headers,
+        temporarily_disabled: false,
+    })
+}
+
+/// The control endpoints for tests and the demo (no authentication, not recorded):
+/// `GET /_incidents`, `GET /_webhook_posts`.
+fn serve_control(state: &Arc<Mutex<State>>, method: &hyper::Method, path: &str) -> Option<Answer> {
+    if method != hyper::Method::GET {
+        return None;
+    }
+    let state = state.lock().unwrap();
+    let rest = &state.rest;
+    match path {
+        "/_incidents" => {
+            let list: Vec<Value> = rest
+                .incidents
+                .iter()
+                .map(|i| {
+                    let mut shown = incident_json(rest, i);
+                    shown["dedup_keys"] = json!(incident_view(rest, i).dedup_keys);
+                    shown
+                })
+                .collect();
+            Some(respond(200, json!(list)))
+        }
+        "/_webhook_posts" => {
+            let list: Vec<Value> = rest
+                .posts
+                .iter()
+                .map(|p| {
+                    json!({
+                        "subscription_id": p.subscription_id,
+                        "url": p.url,
+                        "event_type": p.event_type,
+                        "webhook_id": p.webhook_id,
+                        "attempt": p.attempt,
+                        "status": p.status,
+                        "body": p.body,
+                        "delivery": p.delivery,
+                    })
+                })
+                .collect();
+            Some(respond(200, json!(list)))
+        }
+        _ => None,
+    }
+}
+
+/// `POST /_resolve`: `{"incident_id": ...}` or `{"dedup_key": ...}`, `"agent"` (default
+/// `"user_reference"`, a person; `null` for none), `"merge"` (default false; with
+/// optional `"into": <incident id>`, else a new incident takes the alerts). Answers once
+/// every delivery finished: `{"incident": {...}, "posts": [{"url", "status", "body",
+/// "attempts", "subscription_id"}]}`.
+async fn control_resolve(state: Arc<Mutex<State>>, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return respond(400, json!({"error": "the body must be a JSON object"}));
+    };
+    let agent_type = match request.get("agent") {
+        None => Some("user_reference".to_owned()),
+        Some(Value::Null) => None,
+        Some(Value::String(agent)) => Some(agent.clone()),
+        Some(_) => return respond(400, json!({"error": "agent must be a string or null"})),
+    };
+    let merge = request["merge"].as_bool().unwrap_or(false);
+    let into = request["into"].as_str().map(str::to_owned);
+    let (incident_id, handles) = {
+        let mut guard = state.lock().unwrap();
+        let incident_id = match (
+            request["incident_id"].as_str(),
+            request["dedup_key"].as_str(),
+        ) {
+            (Some(id), _) => id.to_owned(),
+            (None, Some(key)) => match incident_for_key(&guard.rest, key) {
+                Some(id) => id,
+                None => {
+                    return respond(
+                        404,
+                        json!({"error": format!("no incident holds dedup key {key}")}),
+                    )
+                }
+            },
+            (None, None) => return respond(400, json!({"error": "give incident_id or dedup_key"})),
+        };
+        let merge_into = merge.then_some(into);
+        let outbound =
+            match resolve_incident(&mut guard, &incident_id, agent_type.as_deref(), merge_into) {
+                Ok(outbound) => outbound,
+                Err((status, message)) => return respond(status, json!({ "error": message })),
+            };
+        let handles: Vec<JoinHandle<WebhookPost>> = outbound
+            .into_iter()
+            .map(|out| spawn_delivery(&state, &mut guard, out))
+            .collect();
+        (incident_id, handles)
+    };
+    let mut posts = Vec::new();
+    for handle in handles {
+        if let Ok(post) = handle.await {
+            posts.push(json!({
+                "subscription_id": post.subscription_id,
+                "url": post.url,
+                "status": post.status,
+                "body": post.body,
+                "attempts": post.attempt,
+            }));
+        }
+    }
+    let state = state.lock().unwrap();
+    let incident = state
+        .rest
+        .incidents
+        .iter()
+        .find(|i| i.id == incident_id)
+        .map(|i| incident_json(&state.rest, i))
+        .unwrap_or(Value::Null);
+    respond(200, json!({"incident": incident, "posts": posts}))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
+/// Unpredictable bytes: the OS-seeded keys of `RandomState`, a counter and the clock,
+/// through SHA-256 (no random crate in the tree; good enough for a stand-in's secrets).
+fn random_bytes(len: usize) -> Vec<u8> {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut out = Vec::with_capacity(len + 32);
+    while out.len() < len {
+        let mut seed = Vec::new();
+        for _ in 0..2 {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+            hasher.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos(),
+            );
+            seed.extend_from_slice(&hasher.finish().to_le_bytes());
+        }
+        out.extend(sha256(&seed));
+    }
+    out.truncate(len);
+    out
+}
+
+/// A signing secret like PagerDuty's: 64 characters of base64 (48 random bytes).
+fn new_secret() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(random_bytes(48))
+}
+
+/// 26 characters of Crockford's base32, as PagerDuty's event ids look.
+fn ulid_like(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    sha256(bytes)[..26]
+        .iter()
+        .map(|b| ALPHABET[usize::from(b % 32)] as char)
+        .collect()
+}
+
+fn uuid_like() -> String {
+    let h = hex(&random_bytes(16));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// RFC 3339 UTC, with milliseconds when asked.
+fn rfc3339(time: std::time::SystemTime, millis: bool) -> String {
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since.as_secs();
+    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
+    let rest = seconds % 86_400;
+    let clock = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    );
+    if millis {
+        format!("{clock}.{:03}Z", since.subsec_millis())
+    } else {
+        format!("{clock}Z")
+    }
+}
+
+/// Howard Hinnant's days-to-civil.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = (z - era * 146_097) as u64;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe as i64 + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
