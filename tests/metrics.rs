@@ -346,8 +346,12 @@ async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
     }
     let signed = |body: &Value, secret: &str| {
         let body = body.to_string();
-        let mut event = with_path(with_token(w.event("alert.json"), None), "/pagerduty/webhook");
-        event["headers"] = json!({"x-pagerduty-signature": support::pagerduty::sign(body.as_bytes(), secret)});
+        let mut event = with_path(
+            with_token(w.event("alert.json"), None),
+            "/pagerduty/webhook",
+        );
+        event["headers"] =
+            json!({"x-pagerduty-signature": support::pagerduty::sign(body.as_bytes(), secret)});
         with_body(event, &body)
     };
     let resolved = support::pagerduty::webhook_delivery(

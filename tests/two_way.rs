@@ -27,9 +27,6 @@ struct TwoWay {
     guance: guance::StandIn,
     signing_secret: String,
     old_signing_secret: String,
-    api_token: String,
-    key_a: String,
-    key_b: String,
 }
 
 async fn two_way() -> TwoWay {
@@ -59,16 +56,15 @@ async fn two_way() -> TwoWay {
         guance,
         signing_secret,
         old_signing_secret,
-        api_token,
-        key_a,
-        key_b,
     }
 }
 
 impl TwoWay {
-    fn app(&self, options: AppOptions) -> guance_pagerduty::entry::app::App<
-        guance_pagerduty::adapters::secret::SecretsManagerSource,
-    > {
+    fn app(
+        &self,
+        options: AppOptions,
+    ) -> guance_pagerduty::entry::app::App<guance_pagerduty::adapters::secret::SecretsManagerSource>
+    {
         self.w.app(AppOptions {
             api_url: Some(self.w.standin.api_url()),
             ..options
@@ -95,7 +91,12 @@ impl TwoWay {
 
     /// A person resolved `incident_id` in PagerDuty: the delivery PagerDuty sends.
     fn resolved_by_a_person(&self, incident_id: &str) -> Value {
-        let body = webhook_delivery("incident.resolved", incident_id, Some("user_reference"), false);
+        let body = webhook_delivery(
+            "incident.resolved",
+            incident_id,
+            Some("user_reference"),
+            false,
+        );
         self.signed(body.to_string().as_bytes(), &self.signing_secret)
     }
 
@@ -124,12 +125,16 @@ impl TwoWay {
     }
 }
 
-type App = guance_pagerduty::entry::app::App<guance_pagerduty::adapters::secret::SecretsManagerSource>;
+type App =
+    guance_pagerduty::entry::app::App<guance_pagerduty::adapters::secret::SecretsManagerSource>;
 
 /// A function URL event posting `body` to `/pagerduty/webhook`, with this signature
 /// header (none when `None`), as PagerDuty's delivery reaches the function.
 fn delivery_event(body: &[u8], signature: Option<&str>) -> Value {
-    let mut event = with_path(with_token(event_file("alert.json"), None), "/pagerduty/webhook");
+    let mut event = with_path(
+        with_token(event_file("alert.json"), None),
+        "/pagerduty/webhook",
+    );
     let mut headers = json!({"content-type": "application/json", "user-agent": "PagerDuty-Webhook/V3.0",
                              "x-webhook-id": "5ac64822-0000-4000-8000-000000000001"});
     if let Some(signature) = signature {
@@ -155,8 +160,7 @@ fn pair(workspace: &str, event_ref: &str) -> (String, String) {
 }
 
 #[tokio::test]
-async fn a_persons_resolve_recovers_exactly_the_incidents_guance_events_with_each_workspaces_key(
-) {
+async fn a_persons_resolve_recovers_exactly_the_incidents_guance_events_with_each_workspaces_key() {
     let t = two_way().await;
     let metrics = Memory::default();
     let app = t.app(AppOptions {
@@ -170,11 +174,19 @@ async fn a_persons_resolve_recovers_exactly_the_incidents_guance_events_with_eac
     // with alerts that did not come from this bridge among them.
     for n in 0..130 {
         let details = match n {
-            7 => json!({"df_workspace_uuid": WORKSPACE_B, "df_monitor_checker_event_ref": "ref-b1"}),
-            64 => json!({"df_workspace_uuid": WORKSPACE_A, "df_monitor_checker_event_ref": "ref-a2"}),
+            7 => {
+                json!({"df_workspace_uuid": WORKSPACE_B, "df_monitor_checker_event_ref": "ref-b1"})
+            }
+            64 => {
+                json!({"df_workspace_uuid": WORKSPACE_A, "df_monitor_checker_event_ref": "ref-a2"})
+            }
             // The same Guance event twice (a re-trigger after a resolve): restored once.
-            120 => json!({"df_workspace_uuid": WORKSPACE_B, "df_monitor_checker_event_ref": "ref-b1"}),
-            125 => json!({"df_workspace_uuid": WORKSPACE_B, "df_monitor_checker_event_ref": "ref-b2"}),
+            120 => {
+                json!({"df_workspace_uuid": WORKSPACE_B, "df_monitor_checker_event_ref": "ref-b1"})
+            }
+            125 => {
+                json!({"df_workspace_uuid": WORKSPACE_B, "df_monitor_checker_event_ref": "ref-b2"})
+            }
             _ => json!({"source": "another integration", "n": n}),
         };
         t.w.standin.add_alert(&incident, details);
@@ -193,19 +205,20 @@ async fn a_persons_resolve_recovers_exactly_the_incidents_guance_events_with_eac
         ],
         "exactly the incident's Guance events, each in its own workspace (the key decides it)"
     );
-    let offsets: Vec<String> = t
-        .w
-        .standin
-        .rest_requests()
-        .iter()
-        .map(|r| r.path.clone())
-        .collect();
+    let offsets: Vec<String> =
+        t.w.standin
+            .rest_requests()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect();
     assert!(
         offsets.iter().any(|t| t.contains("offset=100")),
         "the second page was read: {offsets:?}"
     );
     assert!(
-        offsets.iter().all(|t| t.starts_with(&format!("/incidents/{incident}/alerts"))),
+        offsets
+            .iter()
+            .all(|t| t.starts_with(&format!("/incidents/{incident}/alerts"))),
         "{offsets:?}"
     );
 
@@ -220,7 +233,11 @@ async fn a_persons_resolve_recovers_exactly_the_incidents_guance_events_with_eac
     assert_eq!(t.guance.restores().len(), 4);
 
     let lines = metrics.lines();
-    assert_eq!(metric_sum(&lines, "GuanceRestores", "restored"), 4, "{lines:#?}");
+    assert_eq!(
+        metric_sum(&lines, "GuanceRestores", "restored"),
+        4,
+        "{lines:#?}"
+    );
     assert_eq!(metric_sum(&lines, "GuanceRestores", "already_done"), 4);
     assert_eq!(metric_sum(&lines, "PagerDutyWebhooks", "recovered"), 2);
     t.finish(&[&answer, &again]);
@@ -231,8 +248,13 @@ async fn the_signature_is_the_only_way_in() {
     let t = two_way().await;
     let app = t.app(AppOptions::default());
     let incident = t.page(&app, WORKSPACE_A, "ref-sig").await;
-    let body = webhook_delivery("incident.resolved", &incident, Some("user_reference"), false)
-        .to_string();
+    let body = webhook_delivery(
+        "incident.resolved",
+        &incident,
+        Some("user_reference"),
+        false,
+    )
+    .to_string();
     let bytes = body.as_bytes();
     let signature = sign(bytes, &t.signing_secret);
     let hex = signature.trim_start_matches("v1=");
@@ -274,7 +296,11 @@ async fn the_signature_is_the_only_way_in() {
     // Accepted: during a rotation, among other entries, and base64-encoded by the URL.
     let rotated = format!("v0=abc,{},v1=00", sign(bytes, &t.old_signing_secret));
     let answer = call(&app, &delivery_event(bytes, Some(&rotated))).await;
-    assert_eq!(answer.status, 200, "the old secret during a rotation: {}", answer.text);
+    assert_eq!(
+        answer.status, 200,
+        "the old secret during a rotation: {}",
+        answer.text
+    );
     let mut encoded = delivery_event(bytes, Some(&signature));
     encoded["isBase64Encoded"] = json!(true);
     encoded["body"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
@@ -302,13 +328,29 @@ async fn what_is_not_a_persons_resolve_is_answered_2xx_and_restores_nothing() {
         ..AppOptions::default()
     });
     let incident = t.page(&app, WORKSPACE_A, "ref-ignored").await;
-    let unknown = t.page(&app, WORKSPACE_UNKNOWN, "ref-unknown-workspace").await;
-    let not_ours = webhook_delivery("incident.resolved", "QNOTOURS", Some("user_reference"), false);
+    let unknown = t
+        .page(&app, WORKSPACE_UNKNOWN, "ref-unknown-workspace")
+        .await;
+    let not_ours = webhook_delivery(
+        "incident.resolved",
+        "QNOTOURS",
+        Some("user_reference"),
+        false,
+    );
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("a ping", webhook_delivery("pagey.ping", "", None, false), "ping"),
+        (
+            "a ping",
+            webhook_delivery("pagey.ping", "", None, false),
+            "ping",
+        ),
         (
             "an acknowledge",
-            webhook_delivery("incident.acknowledged", &incident, Some("user_reference"), false),
+            webhook_delivery(
+                "incident.acknowledged",
+                &incident,
+                Some("user_reference"),
+                false,
+            ),
             "other_event_type",
         ),
         (
@@ -328,7 +370,12 @@ async fn what_is_not_a_persons_resolve_is_answered_2xx_and_restores_nothing() {
         ),
         (
             "a service's auto-resolve",
-            webhook_delivery("incident.resolved", &incident, Some("service_reference"), false),
+            webhook_delivery(
+                "incident.resolved",
+                &incident,
+                Some("service_reference"),
+                false,
+            ),
             "not_a_person",
         ),
         (
@@ -339,18 +386,30 @@ async fn what_is_not_a_persons_resolve_is_answered_2xx_and_restores_nothing() {
         (
             "an id that is no incident id",
             {
-                let mut body =
-                    webhook_delivery("incident.resolved", &incident, Some("user_reference"), false);
+                let mut body = webhook_delivery(
+                    "incident.resolved",
+                    &incident,
+                    Some("user_reference"),
+                    false,
+                );
                 body["event"]["data"]["id"] = json!("../../users");
                 body
             },
             "no_incident",
         ),
-        ("an incident this account does not have", not_ours, "incident_unreadable"),
+        (
+            "an incident this account does not have",
+            not_ours,
+            "incident_unreadable",
+        ),
     ];
     let mut answers = Vec::new();
     for (case, body, reason) in cases {
-        let answer = call(&app, &t.signed(body.to_string().as_bytes(), &t.signing_secret)).await;
+        let answer = call(
+            &app,
+            &t.signed(body.to_string().as_bytes(), &t.signing_secret),
+        )
+        .await;
         assert_eq!(answer.status, 200, "{case}: {}", answer.text);
         assert_eq!(answer.body["outcome"], "ignored", "{case}");
         assert_eq!(answer.body["reason"], reason, "{case}");
@@ -369,11 +428,16 @@ async fn what_is_not_a_persons_resolve_is_answered_2xx_and_restores_nothing() {
     let plain = {
         let alert = json!({"df_status": "critical", "df_title": "no workspace",
                            "df_monitor_checker_event_ref": "ref-plain"});
-        let answer = call(&app, &with_body(t.w.event("alert.json"), &alert.to_string())).await;
+        let answer = call(
+            &app,
+            &with_body(t.w.event("alert.json"), &alert.to_string()),
+        )
+        .await;
         assert_eq!(answer.status, 202);
         t.w.standin.incident_for("ref-plain").unwrap()
     };
-    t.w.standin.add_alert(&plain, json!({"source": "another integration"}));
+    t.w.standin
+        .add_alert(&plain, json!({"source": "another integration"}));
     let none = call(&app, &t.resolved_by_a_person(&plain)).await;
     assert_eq!(none.status, 200, "{}", none.text);
     assert_eq!(none.body["reason"], "no_guance_alert");
@@ -417,16 +481,27 @@ async fn guances_rate_limits_failures_and_stalls_are_answered_in_time_and_mended
     let limited = call(&app, &delivery).await;
     assert_eq!(limited.status, 429, "{}", limited.text);
     assert_eq!(limited.response.headers.get("retry-after").unwrap(), "60");
-    assert_eq!(t.restored(), [pair(WORKSPACE_A, "ref-l1"), pair(WORKSPACE_B, "ref-l3")]);
+    assert_eq!(
+        t.restored(),
+        [pair(WORKSPACE_A, "ref-l1"), pair(WORKSPACE_B, "ref-l3")]
+    );
     answers.push(limited);
     tokio::time::sleep(Duration::from_millis(800)).await;
     t.guance.set_limits(20, 200, Duration::from_secs(60));
 
     // Guance's 500 and a Guance that never answers, each in turn on the retries.
     for (case, fault, status) in [
-        ("the workspace's limit", guance::Fault::Error(401, guance::WORKSPACE_LIMITED), 429),
+        (
+            "the workspace's limit",
+            guance::Fault::Error(401, guance::WORKSPACE_LIMITED),
+            429,
+        ),
         ("a 500", guance::Fault::Status(500), 503),
-        ("a stall", guance::Fault::Stall(Duration::from_secs(20)), 503),
+        (
+            "a stall",
+            guance::Fault::Stall(Duration::from_secs(20)),
+            503,
+        ),
     ] {
         t.guance.script([fault]);
         let started = Instant::now();
@@ -437,14 +512,21 @@ async fn guances_rate_limits_failures_and_stalls_are_answered_in_time_and_mended
             started.elapsed()
         );
         assert_eq!(answer.status, status, "{case}: {}", answer.text);
-        assert!(answer.response.headers.contains_key("retry-after"), "{case}");
+        assert!(
+            answer.response.headers.contains_key("retry-after"),
+            "{case}"
+        );
         answers.push(answer);
     }
     // PagerDuty's next retry: only what was left is asked, and all is recovered.
     let requests_before = t.guance.requests();
     let done = call(&app, &delivery).await;
     assert_eq!(done.status, 200, "{}", done.text);
-    assert_eq!(t.guance.requests() - requests_before, 1, "only ref-l2 was left");
+    assert_eq!(
+        t.guance.requests() - requests_before,
+        1,
+        "only ref-l2 was left"
+    );
     assert_eq!(
         t.restored(),
         [
@@ -477,7 +559,10 @@ async fn a_refusal_guance_will_repeat_is_logged_counted_and_answered_2xx() {
         &incident,
         json!({"df_workspace_uuid": WORKSPACE_B, "df_monitor_checker_event_ref": "ref-b"}),
     );
-    t.guance.script([guance::Fault::Pass, guance::Fault::Error(403, guance::INVALID_API_KEY)]);
+    t.guance.script([
+        guance::Fault::Pass,
+        guance::Fault::Error(403, guance::INVALID_API_KEY),
+    ]);
     let answer = call(&app, &t.resolved_by_a_person(&incident)).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     let outcomes: Vec<(&str, &str)> = answer.body["restores"]
@@ -493,7 +578,11 @@ async fn a_refusal_guance_will_repeat_is_logged_counted_and_answered_2xx() {
         .collect();
     assert_eq!(
         outcomes,
-        [("ref-known", "restored"), ("ref-unknown", "refused"), ("ref-b", "refused")]
+        [
+            ("ref-known", "restored"),
+            ("ref-unknown", "refused"),
+            ("ref-b", "refused")
+        ]
     );
     let logs = captured_logs();
     assert!(logs.contains("ref-unknown") && logs.contains(guance::KEYEVENT_NOT_FOUND));
@@ -525,7 +614,10 @@ async fn pagerdutys_rest_api_failing_or_half_configured_is_retried() {
         let answer = call(&app, &delivery).await;
         assert!(started.elapsed() < Duration::from_secs(5), "{case}");
         assert_eq!(answer.status, status, "{case}: {}", answer.text);
-        assert!(answer.response.headers.contains_key("retry-after"), "{case}");
+        assert!(
+            answer.response.headers.contains_key("retry-after"),
+            "{case}"
+        );
         answers.push(answer);
     }
     assert_eq!(
@@ -543,7 +635,8 @@ async fn pagerdutys_rest_api_failing_or_half_configured_is_retried() {
     // delivery is retried (never a 4xx, which PagerDuty would drop).
     let half = world_with_secret(|key, token| {
         json!({"routing_key": key, "webhook_token": token,
-               "pagerduty_webhook_secrets": t.signing_secret}).to_string()
+               "pagerduty_webhook_secrets": t.signing_secret})
+        .to_string()
     })
     .await;
     let half_app = half.app(AppOptions {
@@ -579,17 +672,28 @@ async fn guances_webhook_is_unchanged_and_queue_mode_answers_pagerduty_the_same(
     // Guance's webhook with two-way on: queued, then delivered by the dispatcher.
     let alert = json!({"df_status": "critical", "df_title": "queued alert",
                        "df_workspace_uuid": WORKSPACE_A, "df_monitor_checker_event_ref": "ref-q"});
-    let queued = call(&app, &with_body(t.w.event("alert.json"), &alert.to_string())).await;
+    let queued = call(
+        &app,
+        &with_body(t.w.event("alert.json"), &alert.to_string()),
+    )
+    .await;
     assert_eq!(queued.status, 202, "{}", queued.text);
     assert_eq!(queued.body["results"][0]["outcome"], "queued");
-    let source = EventSource::new(&t.w.moto, &queues.url).await;
+    let source = EventSource::new(t.w.moto.sqs(), &queues.url).await;
     drain(&app, &source, Duration::from_secs(60)).await;
-    let incident = t.w.standin.incident_for("ref-q").expect("delivered by the dispatcher");
+    let incident =
+        t.w.standin
+            .incident_for("ref-q")
+            .expect("delivered by the dispatcher");
 
     let answer = call(&app, &t.resolved_by_a_person(&incident)).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(t.restored(), [pair(WORKSPACE_A, "ref-q")]);
-    assert_eq!(source.depth().await, 0, "nothing of two-way goes on the queue");
+    assert_eq!(
+        source.depth().await,
+        0,
+        "nothing of two-way goes on the queue"
+    );
     // A stranger's token on the webhook path, and a signature on Guance's path.
     let signed_guance = {
         let mut event = with_token(t.w.event("alert.json"), None);

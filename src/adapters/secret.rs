@@ -566,10 +566,17 @@ mod tests {
             WebhookSecrets::parse(&format!(r#"{{"routing_key":"{KEY}"{extra}}}"#))
                 .expect("two-way's fields never make the routing key unreadable")
         };
-        assert!(parse("").two_way.is_none(), "off until a signing secret is set");
+        assert!(
+            parse("").two_way.is_none(),
+            "off until a signing secret is set"
+        );
         assert!(parse(r#","pagerduty_api_token":"t""#).two_way.is_none());
-        assert!(parse(r#","pagerduty_webhook_secrets":[" ", 7]"#).two_way.is_none());
-        assert!(parse(r#","pagerduty_webhook_secrets":{"a":1}"#).two_way.is_none());
+        assert!(parse(r#","pagerduty_webhook_secrets":[" ", 7]"#)
+            .two_way
+            .is_none());
+        assert!(parse(r#","pagerduty_webhook_secrets":{"a":1}"#)
+            .two_way
+            .is_none());
 
         let one = parse(r#","pagerduty_webhook_secrets":"s1""#);
         assert_eq!(one.signing_secrets(), [Credential("s1".into())]);
