@@ -380,9 +380,10 @@ def check_metrics(cfn, functions, alarms):
     check("two-way: an alarm on PagerDuty webhooks refused for their signature, at the first one",
           len(signatures) == 1 and signatures[0]["Threshold"] == 1 and signatures[0]["Period"] <= 300)
     unrecovered = [a for a, metric, dims in own if metric == "GuanceRestores"]
-    counted = {dims.get("Outcome") for a, metric, dims in unrecovered}
+    unrecovered = list({id(a): a for a in unrecovered}.values())
+    counted = {dims.get("Outcome") for a in unrecovered for _, metric, dims in own_metrics_of(a)}
     check("two-way: an alarm on Guance events not recovered (refused restores, workspaces with no key)",
-          len({id(a) for a in unrecovered}) == 1 and {"refused", "no_key"} <= counted, str(counted))
+          len(unrecovered) == 1 and {"refused", "no_key"} <= counted, str(counted))
     retry = [a for a, metric, dims in own if metric == "PagerDutyWebhooks" and dims == {"Outcome": "retry"}]
     check("two-way: an alarm on deliveries answered retry-later for 15 minutes",
           len(retry) == 1 and retry[0]["Period"] * retry[0]["EvaluationPeriods"] >= 900)

@@ -336,7 +336,13 @@ async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
     });
     let page = json!({"df_status": "critical", "df_title": "two-way", "df_workspace_uuid": "wksp_metrics",
                       "df_monitor_checker_event_ref": "ref-metrics-1"});
-    assert_eq!(call(&app, &post(&w, None, &[page])).await.status, 202);
+    // The payments route: the default route's key was revoked above.
+    assert_eq!(
+        call(&app, &post(&w, Some("payments"), &[page]))
+            .await
+            .status,
+        202
+    );
     let incident = w.standin.incident_for("ref-metrics-1").unwrap();
     for (n, workspace) in [(2, "wksp_metrics"), (3, "wksp_no_key")] {
         w.standin.add_alert(

@@ -141,7 +141,14 @@ fn delivery_event(body: &[u8], signature: Option<&str>) -> Value {
         headers["x-pagerduty-signature"] = json!(signature);
     }
     event["headers"] = headers;
-    event["body"] = json!(String::from_utf8_lossy(body));
+    match std::str::from_utf8(body) {
+        Ok(text) => event["body"] = json!(text),
+        // Bytes that are not text reach the function base64-encoded.
+        Err(_) => {
+            event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(body));
+            event["isBase64Encoded"] = json!(true);
+        }
+    }
     event
 }
 
@@ -560,6 +567,7 @@ async fn a_refusal_guance_will_repeat_is_logged_counted_and_answered_2xx() {
         json!({"df_workspace_uuid": WORKSPACE_B, "df_monitor_checker_event_ref": "ref-b"}),
     );
     t.guance.script([
+        guance::Fault::Pass,
         guance::Fault::Pass,
         guance::Fault::Error(403, guance::INVALID_API_KEY),
     ]);
