@@ -15,6 +15,8 @@ const EVENT_FILES: &[(&str, i64)] = &[
     ("health.json", 200),
     ("alert.json", 202),
     ("recovery.json", 202),
+    // Signed with the demo's secret; names the incident alert.json opened.
+    ("pagerduty-incident-resolved.json", 200),
     ("nodata.json", 202),
     ("test-button.json", 202),
     ("empty-object.json", 202),
@@ -28,6 +30,7 @@ fn function_env(w: &World) -> Vec<(&'static str, String)> {
     vec![
         ("PAGERDUTY_SECRET_ID", w.secret_id.clone()),
         ("PAGERDUTY_EVENTS_URL", w.standin.events_url()),
+        ("PAGERDUTY_API_URL", w.standin.api_url()),
         ("AWS_ENDPOINT_URL", w.moto.endpoint.clone()),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "testing".into()),
@@ -87,9 +90,47 @@ fn assert_no_secret_in(w: &World, texts: &[&str]) {
     }
 }
 
+/// The signing secret `events/pagerduty-incident-resolved.json` is signed with (the demo's:
+/// public, so not registered as a secret).
+const DEMO_SIGNING_SECRET: &str = "demo-pagerduty-signing-secret";
+/// The workspace and ref of `events/alert.json` (CONTRACT.md's example).
+const EXAMPLE_WORKSPACE: &str = "wksp_968577392a1c4714a464cd2f6ee42a9c";
+const EXAMPLE_REF: &str = "13713ac25e993a37d2ca5899e2a7bba6";
+
+/// Two-way's credentials for a world: the API token and the example workspace's key.
+struct TwoWaySecrets {
+    api_token: String,
+    guance_key: String,
+    guance: support::guance::StandIn,
+}
+
+async fn two_way_world(signing_secret: &str) -> (World, TwoWaySecrets) {
+    let guance = support::guance::StandIn::start().await;
+    let (api_token, guance_key) = (secret_value(24), secret_value(32));
+    let openapi_url = guance.openapi_url();
+    let w = world_with_secret(|routing_key, token| {
+        json!({"routing_key": routing_key, "webhook_token": token,
+               "pagerduty_webhook_secrets": [signing_secret],
+               "pagerduty_api_token": api_token,
+               "guance_workspaces": {EXAMPLE_WORKSPACE: {"api_key": guance_key, "openapi_url": openapi_url}}})
+        .to_string()
+    })
+    .await;
+    w.standin.allow_api_token(&api_token);
+    guance.add_workspace(EXAMPLE_WORKSPACE, &guance_key);
+    (
+        w,
+        TwoWaySecrets {
+            api_token,
+            guance_key,
+            guance,
+        },
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_file_answers_what_its_name_says_and_nothing_leaks_at_trace() {
-    let w = world().await;
+    let (w, two_way) = two_way_world(DEMO_SIGNING_SECRET).await;
     let mut listed: Vec<String> = std::fs::read_dir(EVENTS_DIR)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -163,9 +204,139 @@ async fn every_event_file_answers_what_its_name_says_and_nothing_leaks_at_trace(
         .into(),
         "{output}"
     );
+    // The signed resolve recovered the example alert's Guance event, with its key.
+    let restored: Vec<(String, String)> = two_way
+        .guance
+        .restores()
+        .into_iter()
+        .map(|r| (r.workspace_uuid, r.monitor_checker_event_ref))
+        .collect();
+    assert_eq!(
+        restored,
+        [(EXAMPLE_WORKSPACE.to_owned(), EXAMPLE_REF.to_owned())]
+    );
     let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
     assert_no_secret_in(&w, &answers);
     assert_no_secret_in(&w, &[&output]);
+    for secret in [&two_way.api_token, &two_way.guance_key] {
+        assert!(
+            !output.contains(secret.as_str())
+                && answers.iter().all(|a| !a.contains(secret.as_str())),
+            "a two-way secret leaked"
+        );
+    }
+    w.finish(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_way_through_the_runtime_loop_at_trace() {
+    let signing_secret = secret_value(48);
+    let (w, two_way) = two_way_world(&signing_secret).await;
+    let emulator = Emulator::start(BOOTSTRAP, &function_env(&w));
+    let mut answers = Vec::new();
+    let alert = json!({"df_status": "critical", "df_title": "two-way at trace",
+                       "df_workspace_uuid": EXAMPLE_WORKSPACE, "df_monitor_checker_event_ref": "ref-trace"});
+    let page = with_body(event_with_test_token(&w, "alert.json"), &alert.to_string());
+    let (status, _) = response(&emulator.invoke(&page).await, "page");
+    assert_eq!(status, 202);
+    let incident = w.standin.incident_for("ref-trace").unwrap();
+    let delivery = |body: &Value, secret: &str| {
+        let mut event = event_file("pagerduty-incident-resolved.json");
+        let body = body.to_string();
+        event["headers"]["x-pagerduty-signature"] =
+            json!(support::pagerduty::sign(body.as_bytes(), secret));
+        event["body"] = json!(body);
+        event
+    };
+    let resolved = support::pagerduty::webhook_delivery(
+        "incident.resolved",
+        &incident,
+        Some("user_reference"),
+        false,
+    );
+    let by_integration = support::pagerduty::webhook_delivery(
+        "incident.resolved",
+        &incident,
+        Some("inbound_integration_reference"),
+        false,
+    );
+    let cases = [
+        (
+            "a bad signature",
+            delivery(&resolved, "wrong"),
+            401,
+            "bad_signature",
+        ),
+        (
+            "the bridge's own resolve",
+            delivery(&by_integration, &signing_secret),
+            200,
+            "not_a_person",
+        ),
+        (
+            "a ping",
+            delivery(
+                &support::pagerduty::webhook_delivery("pagey.ping", "", None, false),
+                &signing_secret,
+            ),
+            200,
+            "ping",
+        ),
+    ];
+    for (case, event, expected, code) in cases {
+        let answer = emulator.invoke(&event).await;
+        let (status, body) = response(&answer, case);
+        assert_eq!(status, expected, "{case}: {answer}");
+        assert!(
+            body["error"] == code || body["reason"] == code,
+            "{case}: {body}"
+        );
+        answers.push(answer.to_string());
+    }
+    assert!(two_way.guance.restores().is_empty());
+
+    // Guance accepts and never answers: a retry answer within PagerDuty's 5 s ...
+    two_way.guance.script([support::guance::Fault::Stall(
+        std::time::Duration::from_secs(30),
+    )]);
+    let started = std::time::Instant::now();
+    let answer = emulator.invoke(&delivery(&resolved, &signing_secret)).await;
+    let took = started.elapsed();
+    let (status, _) = response(&answer, "stalled Guance");
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "answered after {took:?}"
+    );
+    answers.push(answer.to_string());
+    // ... and PagerDuty's retry completes it.
+    let answer = emulator.invoke(&delivery(&resolved, &signing_secret)).await;
+    let (status, body) = response(&answer, "the retry");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(body["restores"][0]["outcome"], "restored");
+    answers.push(answer.to_string());
+    let restored: Vec<String> = two_way
+        .guance
+        .restores()
+        .into_iter()
+        .map(|r| r.monitor_checker_event_ref)
+        .collect();
+    assert_eq!(restored, ["ref-trace"]);
+
+    let output = emulator.output();
+    assert!(output.contains(r#""level":"TRACE""#), "logged at TRACE");
+    let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
+    assert_no_secret_in(&w, &answers);
+    assert_no_secret_in(&w, &[&output]);
+    for secret in [&signing_secret, &two_way.api_token, &two_way.guance_key] {
+        if let Some(line) = output.lines().find(|l| l.contains(secret.as_str())) {
+            panic!(
+                "a two-way secret leaked: {}",
+                line.replace(secret.as_str(), "<SECRET>")
+            );
+        }
+        assert!(answers.iter().all(|a| !a.contains(secret.as_str())));
+    }
     w.finish(&[]);
 }
 
