@@ -336,3 +336,191 @@ async fn hostile_inputs_get_a_clear_answer_and_lose_nothing() {
     }
     w.finish(&answers.iter().collect::<Vec<_>>());
 }
+
+/// `POST /pagerduty/webhook` under hostile input, with two-way on: what is not signed is
+/// 401 and reads nothing; what is signed is never another 4xx (PagerDuty would drop it
+/// and disable the subscription after three) and never calls anyone it need not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_pagerduty_webhooks_are_refused_or_ignored_and_never_4xx_when_signed() {
+    let signing = secret_value(48);
+    let api_token = secret_value(20);
+    let w = world_with_secret(|key, token| {
+        json!({"routing_key": key, "webhook_token": token,
+               "pagerduty_webhook_secrets": [signing], "pagerduty_api_token": api_token})
+        .to_string()
+    })
+    .await;
+    w.standin.allow_api_token(&api_token);
+    let app = w.app(AppOptions {
+        api_url: Some(w.standin.api_url()),
+        ..AppOptions::default()
+    });
+    let resolved = |changes: &dyn Fn(&mut Value)| {
+        let mut body = support::pagerduty::webhook_delivery(
+            "incident.resolved",
+            "QHOSTILE1",
+            Some("user_reference"),
+            false,
+        );
+        changes(&mut body);
+        body.to_string().into_bytes()
+    };
+    let event = |body: &[u8], signature: Option<String>| {
+        let mut event = with_path(
+            with_token(event_file("alert.json"), None),
+            "/pagerduty/webhook",
+        );
+        event["headers"] = match signature {
+            Some(signature) => json!({"x-pagerduty-signature": signature}),
+            None => json!({}),
+        };
+        base64_body(event, body)
+    };
+    let signed = |body: &[u8]| event(body, Some(support::pagerduty::sign(body, &signing)));
+    let valid = resolved(&|_| {});
+    let good_signature = support::pagerduty::sign(&valid, &signing);
+    let many_entries = vec!["v1=".to_owned() + &"0".repeat(64); 2_000].join(",");
+    let nested = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+
+    // (case, request, status, error code or ignore reason)
+    let cases: Vec<(&str, Value, i64, &str)> = vec![
+        ("unsigned", event(&valid, None), 401, "bad_signature"),
+        (
+            "unsigned, 5 MiB",
+            event(&vec![b'{'; 5 << 20], None),
+            401,
+            "bad_signature",
+        ),
+        (
+            "2,000 wrong v1 entries",
+            event(&valid, Some(many_entries)),
+            401,
+            "bad_signature",
+        ),
+        (
+            "a signature of odd hex",
+            event(&valid, Some("v1=abc".into())),
+            401,
+            "bad_signature",
+        ),
+        (
+            "a signature that is not hex",
+            event(&valid, Some(format!("v1={}", "zz".repeat(32)))),
+            401,
+            "bad_signature",
+        ),
+        (
+            "the signature of another body",
+            event(b"{}", Some(good_signature.clone())),
+            401,
+            "bad_signature",
+        ),
+        ("signed, empty", signed(b""), 200, "unreadable"),
+        (
+            "signed, nested 10,000 deep",
+            signed(nested.as_bytes()),
+            200,
+            "unreadable",
+        ),
+        (
+            "signed, invalid UTF-8",
+            signed(&[0x7b, 0xff, 0xfe, 0x7d]),
+            200,
+            "unreadable",
+        ),
+        (
+            "signed, event a string",
+            signed(br#"{"event": "incident.resolved"}"#),
+            200,
+            "unreadable",
+        ),
+        (
+            "signed, an event type of 100,000 characters",
+            signed(&resolved(&|b| {
+                b["event"]["event_type"] = json!("x".repeat(100_000))
+            })),
+            200,
+            "other_event_type",
+        ),
+        (
+            "signed, an agent type of 100,000 characters",
+            signed(&resolved(&|b| {
+                b["event"]["agent"]["type"] = json!("y".repeat(100_000))
+            })),
+            200,
+            "not_a_person",
+        ),
+        (
+            "signed, an agent of the wrong type",
+            signed(&resolved(&|b| b["event"]["agent"] = json!(7))),
+            200,
+            "unreadable",
+        ),
+        (
+            "signed, an incident id that is a number",
+            signed(&resolved(&|b| b["event"]["data"]["id"] = json!(7))),
+            200,
+            "no_incident",
+        ),
+        (
+            "signed, an incident id with a path",
+            signed(&resolved(&|b| {
+                b["event"]["data"]["id"] = json!("Q1/../../users")
+            })),
+            200,
+            "no_incident",
+        ),
+        (
+            "signed, an incident id with a query",
+            signed(&resolved(&|b| {
+                b["event"]["data"]["id"] = json!("Q1?offset=5")
+            })),
+            200,
+            "no_incident",
+        ),
+        (
+            "signed, data a list",
+            signed(&resolved(&|b| b["event"]["data"] = json!([1]))),
+            200,
+            "no_incident",
+        ),
+        (
+            "signed, an incident PagerDuty does not have",
+            signed(&valid),
+            200,
+            "incident_unreadable",
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (case, request, status, code) in cases {
+        let rest_before = w.standin.rest_requests().len();
+        let a = call(&app, &request).await;
+        assert_eq!(
+            a.status,
+            status,
+            "{case}: {}",
+            &a.text[..a.text.len().min(300)]
+        );
+        assert!(
+            a.body["error"] == code || a.body["reason"] == code,
+            "{case}: {}",
+            &a.text[..a.text.len().min(300)]
+        );
+        assert!(
+            a.text.len() < 2_000,
+            "{case}: the answer does not echo the input"
+        );
+        let called = w.standin.rest_requests().len() - rest_before;
+        assert_eq!(
+            called,
+            usize::from(code == "incident_unreadable"),
+            "{case}: REST calls"
+        );
+        answers.push(a);
+    }
+    assert!(
+        captured_logs().lines().all(|l| l.len() < 20_000),
+        "no log line carries the input whole"
+    );
+    w.finish(&answers.iter().collect::<Vec<_>>());
+}

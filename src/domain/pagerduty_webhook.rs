@@ -5,6 +5,7 @@
 //! the integration itself, which is what this bridge's own resolve looks like) must not
 //! echo back into Guance, or the two would chase each other.
 
+use crate::domain::pagerduty::truncate_chars;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use serde_json::Value;
@@ -19,19 +20,26 @@ pub const SIGNATURE_HEADER: &str = "x-pagerduty-signature";
 /// of other versions are ignored; each secret is used as its bytes (not base64-decoded);
 /// every candidate is checked in constant time, and all of them are checked.
 pub fn signature_matches<S: AsRef<[u8]>>(body: &[u8], header: &str, secrets: &[S]) -> bool {
+    // A SHA-256 digest's length; the body is hashed once per secret, however many
+    // entries a header holds, so a long header costs comparisons, not hashing.
+    const DIGEST_BYTES: usize = 32;
     let signatures: Vec<Vec<u8>> = header
         .split(',')
         .filter_map(|entry| entry.trim().strip_prefix("v1="))
+        .filter(|hex| hex.len() == 2 * DIGEST_BYTES)
         .filter_map(decode_hex)
         .collect();
+    if signatures.is_empty() {
+        return false;
+    }
     let mut matched = false;
     for secret in secrets {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_ref()) else {
+            continue;
+        };
+        mac.update(body);
         for signature in &signatures {
-            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_ref()) else {
-                continue;
-            };
-            mac.update(body);
-            matched |= mac.verify_slice(signature).is_ok();
+            matched |= mac.clone().verify_slice(signature).is_ok();
         }
     }
     matched
@@ -135,11 +143,16 @@ pub fn decide(event: &WebhookEvent) -> Decision {
     match event.event_type.as_str() {
         "pagey.ping" => return ignore(IgnoreReason::Ping),
         "incident.resolved" => {}
-        other => return ignore(IgnoreReason::EventType(other.to_owned())),
+        // Cut short: the type is the sender's text, and it is logged.
+        other => return ignore(IgnoreReason::EventType(truncate_chars(other, 64))),
     }
     match event.agent.as_ref().map(|a| a.kind.as_str()) {
         Some("user_reference") => {}
-        other => return ignore(IgnoreReason::NotAPerson(other.map(str::to_owned))),
+        other => {
+            return ignore(IgnoreReason::NotAPerson(
+                other.map(|kind| truncate_chars(kind, 64)),
+            ))
+        }
     }
     let merged = event.data["resolve_reason"]["type"].as_str() == Some("merge_resolve_reason");
     if merged {
