@@ -4,14 +4,22 @@
 # event source mapping (examples/sqs-event-source.rs) feeds the queue to the same
 # function; the PagerDuty stand-in receives. The CONTRACT.md example alert and its
 # recovery go through the function URL; then PagerDuty goes down, alerts keep being
-# answered 202, and once it is back they arrive in order. Everything started here is
-# stopped on exit, Ctrl-C included.
+# answered 202, and once it is back they arrive in order. Then two-way: make
+# pagerduty-webhook and make guance-workspace wire it, a person resolves an incident in
+# the PagerDuty stand-in, whose signed webhook comes back to the function, and the Guance
+# stand-in shows the event's restore. Everything started here is stopped on exit, Ctrl-C
+# included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MOTO_PORT=${MOTO_PORT:-45661}
 STANDIN_PORT=${STANDIN_PORT:-45662}
 INVOKE_PORT=${INVOKE_PORT:-45663}
+GUANCE_PORT=${GUANCE_PORT:-45664}
+# Two-way: PagerDuty's REST API key (the stand-in allows it) and a Guance workspace's key.
+PD_API_TOKEN=demo-pagerduty-rest-api-key
+DEMO_WORKSPACE=wksp_968577392a1c4714a464cd2f6ee42a9c  # the CONTRACT.md example's
+DEMO_GUANCE_KEY=demoGuanceApiKey0123456789abcdef
 TOKEN=demo-webhook-token
 ROUTING_KEY=demoR0utingKey0000000000000000ab   # 32 characters, like a real one
 SECRET_ID=guance-pagerduty-demo
@@ -22,11 +30,12 @@ URL="http://127.0.0.1:${INVOKE_PORT}/lambda-url/bootstrap"
 source tools/local-stack.sh
 
 echo "== building the function and the PagerDuty stand-in"
-cargo build --locked --bin bootstrap --example pagerduty-standin --example sqs-event-source
+cargo build --locked --bin bootstrap --example pagerduty-standin --example guance-standin --example sqs-event-source
 
 start_moto
 create_queues
 start_standin
+start_guance "${DEMO_WORKSPACE}=${DEMO_GUANCE_KEY}"
 function_env >"$WORK/function.env"
 
 echo "== starting cargo lambda watch on 127.0.0.1:${INVOKE_PORT}"
@@ -113,3 +122,30 @@ for line in sys.stdin:
         refused[doc["Reason"]] += doc["RequestsRefused"]
 print("events:", ", ".join(f"{outcome}: {n}" for outcome, n in sorted(events.items())))
 print("requests refused:", ", ".join(f"{reason}: {n}" for reason, n in sorted(refused.items())))'
+
+echo
+echo "== two-way: a person resolves the incident in PagerDuty, and Guance's event is recovered"
+# The AWS side of the two make targets: moto, and this secret.
+export AWS_ENDPOINT_URL="http://127.0.0.1:${MOTO_PORT}" AWS_REGION=us-east-1 \
+  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing SECRET_ID
+echo "== make pagerduty-webhook: the v3 subscription in the PagerDuty stand-in, its signing secret into the secret"
+PAGERDUTY_API_URL="http://127.0.0.1:${STANDIN_PORT}" PAGERDUTY_API_TOKEN="$PD_API_TOKEN" \
+  PAGERDUTY_READ_TOKEN="$PD_API_TOKEN" FUNCTION_URL="$URL" \
+  make --no-print-directory pagerduty-webhook
+echo "== make guance-workspace: the workspace's OpenAPI key and host into the secret"
+GUANCE_WORKSPACE_UUID="$DEMO_WORKSPACE" GUANCE_API_KEY="$DEMO_GUANCE_KEY" \
+  GUANCE_OPENAPI_URL="http://127.0.0.1:${GUANCE_PORT}" make --no-print-directory guance-workspace
+printf '{"df_status":"critical","df_title":"demo two-way alert","df_event_id":"demo-two-way","df_workspace_uuid":"%s","df_monitor_checker_event_ref":"demo-two-way-ref"}' \
+  "$DEMO_WORKSPACE" | curl -s -o /dev/null -w '== the two-way demo alert: HTTP %{http_code}\n' \
+  -H 'content-type: application/json' --data-binary @- "$URL/?token=${TOKEN}"
+wait_received 8 60
+echo "== a person resolves it in PagerDuty (the stand-in posts the signed incident.resolved to $URL/pagerduty/webhook)"
+curl -s -XPOST -H 'content-type: application/json' --data '{"dedup_key":"demo-two-way-ref"}' \
+  "http://127.0.0.1:${STANDIN_PORT}/_resolve" | .venv/bin/python -c '
+import json, sys
+answer = json.load(sys.stdin)
+print("incident", answer["incident"]["id"], answer["incident"]["status"])
+for post in answer.get("posts", []):
+    print("webhook delivered to", post["url"], "-> HTTP", post["status"], post.get("body"))
+'
+show_restores

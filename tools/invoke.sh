@@ -15,9 +15,18 @@ MOTO_PORT=${MOTO_PORT:-45671}
 STANDIN_PORT=${STANDIN_PORT:-45672}
 RIE_PORT=${RIE_PORT:-45673}
 API_PORT=${API_PORT:-45674}
+GUANCE_PORT=${GUANCE_PORT:-45675}
 TOKEN=demo-webhook-token            # the token the files in events/ carry
 ROUTING_KEY=demoR0utingKey0000000000000000ab
 SECRET_ID=guance-pagerduty-invoke
+# Two-way, as events/pagerduty-incident-resolved.json needs it: signed with the demo's
+# signing secret, naming the incident events/alert.json opens, whose Guance event is
+# in the CONTRACT.md example's workspace.
+PD_API_TOKEN=demo-pagerduty-rest-api-key
+DEMO_WORKSPACE=wksp_968577392a1c4714a464cd2f6ee42a9c
+DEMO_GUANCE_KEY=demoGuanceApiKey0123456789abcdef
+SECRET_EXTRA=$(printf '{"pagerduty_webhook_secrets": ["demo-pagerduty-signing-secret"], "pagerduty_api_token": "%s", "guance_workspaces": {"%s": {"api_key": "%s", "openapi_url": "http://127.0.0.1:%s"}}}' \
+  "$PD_API_TOKEN" "$DEMO_WORKSPACE" "$DEMO_GUANCE_KEY" "$GUANCE_PORT")
 WORK=$(mktemp -d -t guance-pagerduty-invoke.XXXXXX)
 EVENTS=${EVENT:-$(ls events/*.json)}
 arch=$(uname -m); [ "$arch" = aarch64 ] && arch=arm64
@@ -27,9 +36,10 @@ RIE=$(ls .venv/lib/python*/site-packages/samcli/local/rapid/aws-lambda-rie-"$arc
 source tools/local-stack.sh
 
 echo "== building the function and the PagerDuty stand-in"
-cargo build --locked --bin bootstrap --example pagerduty-standin
+cargo build --locked --bin bootstrap --example pagerduty-standin --example guance-standin
 start_moto
 start_standin
+start_guance "${DEMO_WORKSPACE}=${DEMO_GUANCE_KEY}"
 
 echo "== starting the Lambda Runtime Interface Emulator on 127.0.0.1:${RIE_PORT}"
 function_env >"$WORK/function.env"
@@ -54,6 +64,7 @@ else:
 done
 
 show_received
+show_restores
 echo
 echo "== the function's log (${WORK}/function.log), last lines"
 grep -h '^{' "$WORK/function.log" | tail -n 12 | cut -c1-400 || true

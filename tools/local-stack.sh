@@ -3,7 +3,8 @@
 # stopped on exit, Ctrl-C included. A local tool, not part of the product.
 #
 # The caller sets MOTO_PORT, STANDIN_PORT, SECRET_ID, ROUTING_KEY, TOKEN, WORK (a folder
-# outside the crate for logs) before calling these.
+# outside the crate for logs) before calling these; for two-way also GUANCE_PORT and
+# PD_API_TOKEN, and SECRET_EXTRA (a JSON object of more secret fields) if any.
 
 pids=()
 cleanup() {
@@ -35,12 +36,12 @@ start_moto() {
   pids+=($!)
   wait_for "http://127.0.0.1:${MOTO_PORT}/" moto 60
   echo "== creating the secret ${SECRET_ID}"
-  .venv/bin/python - "$MOTO_PORT" "$SECRET_ID" "$ROUTING_KEY" "$TOKEN" <<'PY'
+  .venv/bin/python - "$MOTO_PORT" "$SECRET_ID" "$ROUTING_KEY" "$TOKEN" "${SECRET_EXTRA:-{\}}" <<'PY'
 import json, sys, boto3
-port, name, key, token = sys.argv[1:]
+port, name, key, token, extra = sys.argv[1:]
 sm = boto3.client("secretsmanager", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
                   aws_access_key_id="testing", aws_secret_access_key="testing")
-sm.create_secret(Name=name, SecretString=json.dumps({"routing_key": key, "webhook_token": token}))
+sm.create_secret(Name=name, SecretString=json.dumps({"routing_key": key, "webhook_token": token, **json.loads(extra)}))
 PY
 }
 
@@ -64,9 +65,32 @@ PY
 
 start_standin() {
   echo "== starting the PagerDuty stand-in on 127.0.0.1:${STANDIN_PORT}"
-  setsid target/debug/examples/pagerduty-standin "$STANDIN_PORT" >"$WORK/standin.log" 2>&1 &
+  # The REST API token comes by the environment, not the command line (ps shows that).
+  STANDIN_API_TOKEN="${PD_API_TOKEN:-}" setsid target/debug/examples/pagerduty-standin "$STANDIN_PORT" \
+    >"$WORK/standin.log" 2>&1 &
   pids+=($!)
   wait_for "http://127.0.0.1:${STANDIN_PORT}/_received" standin 30
+}
+
+# Guance's OpenAPI stand-in, with the workspaces given as WORKSPACE_UUID=API_KEY.
+start_guance() {
+  echo "== starting the Guance OpenAPI stand-in on 127.0.0.1:${GUANCE_PORT}"
+  setsid target/debug/examples/guance-standin "$GUANCE_PORT" "$@" >"$WORK/guance.log" 2>&1 &
+  pids+=($!)
+  wait_for "http://127.0.0.1:${GUANCE_PORT}/_restores" guance 30
+}
+
+show_restores() {
+  echo
+  echo "== what the Guance OpenAPI stand-in restored"
+  curl -s "http://127.0.0.1:${GUANCE_PORT}/_restores" | .venv/bin/python -c '
+import json, sys
+restores = json.load(sys.stdin)
+if not restores:
+    print("(nothing)")
+for r in restores:
+    print("restored  workspace=%s monitorCheckerEventRef=%s" % (r["workspace_uuid"], r["monitor_checker_event_ref"]))
+'
 }
 
 # The environment the function runs with, against the local stand-ins.
@@ -74,6 +98,7 @@ function_env() {
   cat <<EOF
 PAGERDUTY_SECRET_ID=${SECRET_ID}
 PAGERDUTY_EVENTS_URL=http://127.0.0.1:${STANDIN_PORT}/v2/enqueue
+PAGERDUTY_API_URL=http://127.0.0.1:${STANDIN_PORT}
 AWS_ENDPOINT_URL=http://127.0.0.1:${MOTO_PORT}
 AWS_REGION=us-east-1
 AWS_ACCESS_KEY_ID=testing
