@@ -84,6 +84,7 @@ bench: tools targets
 	cargo-lambda lambda build --release --arm64 --bin bootstrap
 	target/release/examples/bench-e2e --bootstrap target/release/bootstrap \
 	  --arm64 target/lambda/bootstrap/bootstrap --invocations 2000 --out BENCHMARKS.md
+	$(CARGO) run --locked --release --quiet --example bench-two-way -- --deliveries 500 >> BENCHMARKS.md
 
 ## soak: 10,000 events through the real handler while the stand-in fails a third of the attempts; prints the table
 soak:
