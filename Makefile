@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # The Lambda runs on arm64; sam build and the size benchmark cross-compile to it.
 ARM_TARGET := aarch64-unknown-linux-gnu
 
-.PHONY: test fmt lint tools demo invoke cargo-lambda-secret deploy-check soak-queue template-check targets webhook-url guance-workspace bench soak fuzz
+.PHONY: test fmt lint tools demo invoke cargo-lambda-secret deploy-check soak-queue template-check targets webhook-url pagerduty-webhook guance-workspace bench soak fuzz
 
 ## tools: the Python venv with moto, SAM CLI, cfn-lint, cargo-lambda and zig (idempotent)
 tools: $(TOOLS_STAMP)
@@ -57,6 +57,10 @@ guance-workspace: tools
 ## cargo-lambda-secret: after `cargo lambda deploy`, the secret (ROUTING_KEY, generated token) and the role's permission to read it; prints the webhook URL
 cargo-lambda-secret: tools
 	@$(VENV)/bin/python tools/cargo_lambda_secret.py
+
+## pagerduty-webhook: two-way: the PagerDuty v3 webhook subscription (incident.resolved) to the function URL, its signing secret stored in the function's secret (PAGERDUTY_API_TOKEN; PAGERDUTY_SERVICE_IDS, PAGERDUTY_READ_TOKEN, FUNCTION_URL, SECRET_ID optional)
+pagerduty-webhook: tools
+	@$(VENV)/bin/python tools/pagerduty_webhook.py
 
 ## fmt: format the code
 fmt:
