@@ -335,6 +335,39 @@ mod tests {
     }
 
     #[test]
+    fn pagerduty_api_url() {
+        let with = |url: &str| {
+            config(&[
+                ("PAGERDUTY_SECRET_ID", "guance-pagerduty"),
+                ("PAGERDUTY_API_URL", url),
+            ])
+            .map(|c| c.api_url)
+        };
+        assert_eq!(
+            config(&[("PAGERDUTY_SECRET_ID", "s")]).unwrap().api_url,
+            DEFAULT_API_URL
+        );
+        assert_eq!(
+            with("https://api.eu.pagerduty.com/").unwrap(),
+            "https://api.eu.pagerduty.com"
+        );
+        assert_eq!(
+            with("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        for refused in [
+            "http://api.pagerduty.com",
+            "ftp://api.pagerduty.com",
+            "https://api.pagerduty.com/?x=1",
+            "https://user:pw@api.pagerduty.com",
+            "api.pagerduty.com",
+        ] {
+            let error = with(refused).unwrap_err();
+            assert_eq!(error.variable, "PAGERDUTY_API_URL", "{refused}");
+        }
+    }
+
+    #[test]
     fn defaults() {
         let c = config(&[("PAGERDUTY_SECRET_ID", "guance-pagerduty")]).unwrap();
         assert_eq!(

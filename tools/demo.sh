@@ -29,7 +29,7 @@ URL="http://127.0.0.1:${INVOKE_PORT}/lambda-url/bootstrap"
 
 source tools/local-stack.sh
 
-echo "== building the function and the PagerDuty stand-in"
+echo "== building the function and the stand-ins (PagerDuty, Guance OpenAPI, the event source mapping)"
 cargo build --locked --bin bootstrap --example pagerduty-standin --example guance-standin --example sqs-event-source
 
 start_moto
@@ -147,5 +147,19 @@ answer = json.load(sys.stdin)
 print("incident", answer["incident"]["id"], answer["incident"]["status"])
 for post in answer.get("posts", []):
     print("webhook delivered to", post["url"], "-> HTTP", post["status"], post.get("body"))
+'
+show_restores
+
+echo
+echo "== no loop: Guance recovers alert 3 itself; the bridge resolves it in PagerDuty, whose webhook comes back and is ignored"
+alert 3 ok
+posts() { curl -s "http://127.0.0.1:${STANDIN_PORT}/_webhook_posts" | .venv/bin/python -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+deadline=$((SECONDS + 60))
+until [ "$(posts)" -ge 2 ] || ((SECONDS > deadline)); do sleep 0.5; done
+curl -s "http://127.0.0.1:${STANDIN_PORT}/_webhook_posts" | .venv/bin/python -c '
+import json, sys
+post = json.load(sys.stdin)[-1]
+agent = json.loads(post["delivery"])["event"]["agent"]["type"] if isinstance(post["delivery"], str) else post["delivery"]["event"]["agent"]["type"]
+print(post["event_type"], "by", agent, "-> HTTP", post["status"], post["body"])
 '
 show_restores

@@ -35,7 +35,7 @@ RIE=$(ls .venv/lib/python*/site-packages/samcli/local/rapid/aws-lambda-rie-"$arc
 
 source tools/local-stack.sh
 
-echo "== building the function and the PagerDuty stand-in"
+echo "== building the function and the stand-ins (PagerDuty, Guance OpenAPI)"
 cargo build --locked --bin bootstrap --example pagerduty-standin --example guance-standin
 start_moto
 start_standin

@@ -127,7 +127,7 @@ impl fmt::Display for IgnoreReason {
             IgnoreReason::EventType(kind) => write!(f, "{kind} is not acted on"),
             IgnoreReason::NotAPerson(None) => f.write_str("resolved with no agent: automation"),
             IgnoreReason::NotAPerson(Some(kind)) => {
-                write!(f, "resolved by a {kind}, not a person")
+                write!(f, "resolved by automation (agent {kind}), not a person")
             }
             IgnoreReason::Merged => {
                 f.write_str("resolved by a merge; the other incident stays open")
