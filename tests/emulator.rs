@@ -96,33 +96,40 @@ const DEMO_SIGNING_SECRET: &str = "demo-pagerduty-signing-secret";
 /// The workspace and ref of `events/alert.json` (CONTRACT.md's example).
 const EXAMPLE_WORKSPACE: &str = "wksp_968577392a1c4714a464cd2f6ee42a9c";
 const EXAMPLE_REF: &str = "13713ac25e993a37d2ca5899e2a7bba6";
+/// A second workspace, with a key of its own.
+const OTHER_WORKSPACE: &str = "wksp_0000000000000000000000000000000b";
 
 /// Two-way's credentials for a world: the API token and the example workspace's key.
 struct TwoWaySecrets {
     api_token: String,
     guance_key: String,
+    other_key: String,
     guance: support::guance::StandIn,
 }
 
 async fn two_way_world(signing_secret: &str) -> (World, TwoWaySecrets) {
     let guance = support::guance::StandIn::start().await;
-    let (api_token, guance_key) = (secret_value(24), secret_value(32));
+    let (api_token, guance_key, other_key) = (secret_value(24), secret_value(32), secret_value(32));
     let openapi_url = guance.openapi_url();
     let w = world_with_secret(|routing_key, token| {
         json!({"routing_key": routing_key, "webhook_token": token,
                "pagerduty_webhook_secrets": [signing_secret],
                "pagerduty_api_token": api_token,
-               "guance_workspaces": {EXAMPLE_WORKSPACE: {"api_key": guance_key, "openapi_url": openapi_url}}})
+               "guance_workspaces": {
+                   EXAMPLE_WORKSPACE: {"api_key": guance_key, "openapi_url": openapi_url},
+                   OTHER_WORKSPACE: {"api_key": other_key, "openapi_url": openapi_url}}})
         .to_string()
     })
     .await;
     w.standin.allow_api_token(&api_token);
     guance.add_workspace(EXAMPLE_WORKSPACE, &guance_key);
+    guance.add_workspace(OTHER_WORKSPACE, &other_key);
     (
         w,
         TwoWaySecrets {
             api_token,
             guance_key,
+            other_key,
             guance,
         },
     )
@@ -240,6 +247,13 @@ async fn two_way_through_the_runtime_loop_at_trace() {
     let (status, _) = response(&emulator.invoke(&page).await, "page");
     assert_eq!(status, 202);
     let incident = w.standin.incident_for("ref-trace").unwrap();
+    // Grouped into it: an alert of another workspace, and one of another integration.
+    w.standin.add_alert(
+        &incident,
+        json!({"df_workspace_uuid": OTHER_WORKSPACE, "df_monitor_checker_event_ref": "ref-other"}),
+    );
+    w.standin
+        .add_alert(&incident, json!({"source": "another integration"}));
     let delivery = |body: &Value, secret: &str| {
         let mut event = event_file("pagerduty-incident-resolved.json");
         let body = body.to_string();
@@ -293,6 +307,19 @@ async fn two_way_through_the_runtime_loop_at_trace() {
         );
         answers.push(answer.to_string());
     }
+    assert!(
+        two_way.guance.restores().is_empty(),
+        "no ignored delivery restored anything"
+    );
+
+    // PagerDuty's REST API fails: a retry answer, nothing restored.
+    w.standin
+        .script_rest([support::pagerduty::Fault::Status(502)]);
+    let answer = emulator.invoke(&delivery(&resolved, &signing_secret)).await;
+    let (status, _) = response(&answer, "REST failing");
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer["headers"]["retry-after"].is_string(), "{answer}");
+    answers.push(answer.to_string());
     assert!(two_way.guance.restores().is_empty());
 
     // Guance accepts and never answers: a retry answer within PagerDuty's 5 s ...
@@ -313,22 +340,44 @@ async fn two_way_through_the_runtime_loop_at_trace() {
     let answer = emulator.invoke(&delivery(&resolved, &signing_secret)).await;
     let (status, body) = response(&answer, "the retry");
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(body["restores"][0]["outcome"], "restored");
+    assert!(
+        body["restores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["outcome"] == "restored" || r["outcome"] == "already_done"),
+        "{body}"
+    );
     answers.push(answer.to_string());
-    let restored: Vec<String> = two_way
+    // Exactly the incident's Guance events, each once, each with its workspace's key
+    // (the stand-in takes the workspace from the key).
+    let mut restored: Vec<(String, String)> = two_way
         .guance
         .restores()
         .into_iter()
-        .map(|r| r.monitor_checker_event_ref)
+        .map(|r| (r.workspace_uuid, r.monitor_checker_event_ref))
         .collect();
-    assert_eq!(restored, ["ref-trace"]);
+    restored.sort();
+    assert_eq!(
+        restored,
+        [
+            (OTHER_WORKSPACE.to_owned(), "ref-other".to_owned()),
+            (EXAMPLE_WORKSPACE.to_owned(), "ref-trace".to_owned()),
+        ]
+    );
+    assert!(two_way.guance.restores().iter().all(|r| !r.repeat));
 
     let output = emulator.output();
     assert!(output.contains(r#""level":"TRACE""#), "logged at TRACE");
     let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
     assert_no_secret_in(&w, &answers);
     assert_no_secret_in(&w, &[&output]);
-    for secret in [&signing_secret, &two_way.api_token, &two_way.guance_key] {
+    for secret in [
+        &signing_secret,
+        &two_way.api_token,
+        &two_way.guance_key,
+        &two_way.other_key,
+    ] {
         if let Some(line) = output.lines().find(|l| l.contains(secret.as_str())) {
             panic!(
                 "a two-way secret leaked: {}",
