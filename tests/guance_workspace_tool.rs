@@ -340,6 +340,59 @@ async fn what_would_not_work_is_refused_in_one_line_and_nothing_is_written() {
     );
     assert!(!plain.ok);
     assert_no_key(&[&private, &plain], &[&key]);
+
+    // The function uses only workspace names of 1 to 128 ASCII letters, digits, '_' or
+    // '-' (it skips others): GUANCE_CHECK=0 does not lift that rule.
+    let written = secret(&moto, &id).await;
+    let too_long = "w".repeat(129);
+    let mut refused = Vec::new();
+    for name in [
+        "ws.private.1",
+        "wksp_968577392a1c4714a464cd2f6ee42a9c.",
+        "ws/private",
+        "wsé1",
+        too_long.as_str(),
+    ] {
+        let run = run(
+            &moto,
+            &[
+                ("SECRET_ID", &id),
+                ("GUANCE_WORKSPACE_UUID", name),
+                ("GUANCE_API_KEY", &key),
+                ("GUANCE_SITE", "cn1"),
+                ("GUANCE_CHECK", "0"),
+            ],
+        );
+        let line = run.stderr.trim_end();
+        assert!(!run.ok, "{name:?} was accepted: {}", run.stdout);
+        assert!(
+            line.starts_with("guance-workspace: ")
+                && !line.contains('\n')
+                && line.contains("GUANCE_WORKSPACE_UUID")
+                && line.contains("128"),
+            "{name:?}: {line}"
+        );
+        refused.push(run);
+    }
+    assert_eq!(secret(&moto, &id).await, written, "nothing was written");
+    assert_no_key(&refused.iter().collect::<Vec<_>>(), &[&key]);
+    // The longest name the function uses is taken.
+    let longest = "w".repeat(128);
+    let taken = run(
+        &moto,
+        &[
+            ("SECRET_ID", &id),
+            ("GUANCE_WORKSPACE_UUID", &longest),
+            ("GUANCE_API_KEY", &key),
+            ("GUANCE_SITE", "cn1"),
+            ("GUANCE_CHECK", "0"),
+        ],
+    );
+    assert!(taken.ok, "{}", taken.stderr);
+    assert_eq!(
+        secret(&moto, &id).await.0["guance_workspaces"][&longest]["api_key"],
+        key.as_str()
+    );
 }
 
 #[tokio::test]

@@ -9,11 +9,13 @@ GUANCE_WORKSPACE_UUID (required: the df_workspace_uuid of the workspace's alerts
 GUANCE_API_KEY (required: an API key of that workspace; a key decides its workspace),
 GUANCE_SITE (cn1 ... cn6, us1, eu1, ap1) or GUANCE_OPENAPI_URL (https; http only on
 loopback), SECRET_ID (default: the SecretArn output of stack STACK_NAME, default
-guance-pagerduty). GUANCE_CHECK=0 skips the shape checks of the uuid and the key (for a
-private deployment with other forms); the URL rule always holds. Guance documents no call
-that checks a key without side effects, so nothing is sent to Guance. Re-running with the
-same values writes nothing. Never prints the key. Needs AWS credentials and a region, as
-the AWS CLI does; AWS_ENDPOINT_URL is honoured (moto)."""
+guance-pagerduty). GUANCE_CHECK=0 skips the stricter shape checks of the uuid (wksp_ and
+32 hex digits) and the key (for a private deployment with other forms); the function's own
+rules always hold: a uuid of 1 to 128 ASCII letters, digits, '_' or '-' (the function skips
+any other workspace name), and the URL rule. Guance documents no call that checks a key
+without side effects, so nothing is sent to Guance. Re-running with the same values writes
+nothing. Never prints the key. Needs AWS credentials and a region, as the AWS CLI does;
+AWS_ENDPOINT_URL is honoured (moto)."""
 
 import ipaddress
 import os
@@ -100,9 +102,12 @@ def main():
 
     workspace = required("GUANCE_WORKSPACE_UUID",
                          "the workspace's df_workspace_uuid (wksp_ followed by 32 hex digits)")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", workspace):
-        fail("GUANCE_WORKSPACE_UUID must be letters, digits, '_', '-' or '.' (at most 128), "
-             "like wksp_968577392a1c4714a464cd2f6ee42a9c.")
+    # The function's own rule (src/adapters/secret.rs): it skips, with a warning, a
+    # workspace named otherwise, so its events would never be recovered. Always checked.
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", workspace):
+        fail("GUANCE_WORKSPACE_UUID must be 1 to 128 ASCII letters, digits, '_' "
+             "or '-' (the function skips any other name), like "
+             "wksp_968577392a1c4714a464cd2f6ee42a9c.")
     if check and not re.fullmatch(r"wksp_[0-9a-f]{32}", workspace):
         fail(f"GUANCE_WORKSPACE_UUID={workspace!r} does not look like wksp_ followed by 32 "
              "lowercase hex digits (the df_workspace_uuid of the workspace's alerts); "

@@ -1,10 +1,19 @@
 """make pagerduty-webhook: subscribes the function to PagerDuty's v3 webhooks
 (`incident.resolved`) through PagerDuty's REST API, and stores the signing secret PagerDuty
 returns (shown only once) in the function's secret, field `pagerduty_webhook_secrets` (a
-list: appended to, so a rotation keeps the old one until removed). With
-PAGERDUTY_READ_TOKEN it also stores `pagerduty_api_token`, the key the function reads
-alerts with. Every other field of the secret is kept. Idempotent: a subscription with
-the same delivery URL and filter is found, not made twice.
+list: appended to, so a rotation keeps the old one until removed), and in the same write
+the subscription it belongs to, field `pagerduty_webhook_subscriptions` (an object:
+subscription id -> delivery URL). With PAGERDUTY_READ_TOKEN it also stores
+`pagerduty_api_token`, the key the function reads alerts with. Every other field of the
+secret is kept. Idempotent: a subscription with the same delivery URL and filter is found,
+not made twice.
+
+A matching subscription the secret does not record (its signing secret was never stored:
+an earlier run failed or was stopped after PagerDuty made it; or a secret stored before
+`pagerduty_webhook_subscriptions` existed) would have its deliveries refused (401) and be
+disabled by PagerDuty: the tool stops and says so, changing nothing, unless
+PAGERDUTY_REPLACE_UNRECORDED=1, which deletes it and creates one whose secret is stored.
+When the signing secret cannot be stored, the subscription just created is deleted again.
 
 Environment:
   PAGERDUTY_API_TOKEN    (required) a REST API key allowed to create webhook subscriptions
@@ -12,6 +21,8 @@ Environment:
                          none: one subscription for the whole account
   PAGERDUTY_READ_TOKEN   a (read-only) REST API key for the function, stored in the secret
   PAGERDUTY_API_URL      default https://api.pagerduty.com (EU: https://api.eu.pagerduty.com)
+  PAGERDUTY_REPLACE_UNRECORDED  1: delete matching subscriptions the secret does not record
+                         and create new ones (default: stop and say which)
   FUNCTION_URL           else the stack's FunctionUrl output (STACK_NAME, default guance-pagerduty)
   SECRET_ID              else the stack's SecretArn output
 Needs AWS credentials and a region, as the AWS CLI does. Prints no secret and no token.
@@ -25,7 +36,8 @@ import urllib.parse
 import urllib.request
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import (BotoCoreError, ClientError, NoCredentialsError, NoRegionError,
+                                 ParamValidationError)
 
 import secret_fields
 
@@ -35,10 +47,18 @@ TIMEOUT = 20  # seconds, every HTTP call
 EVENTS = ["incident.resolved"]
 WEBHOOK_PATH = "/pagerduty/webhook"
 DESCRIPTION = "guance-pagerduty: recovers the Guance event when a person resolves its incident"
+SECRETS_FIELD = "pagerduty_webhook_secrets"
+RECORD_FIELD = "pagerduty_webhook_subscriptions"
+REPLACE = "PAGERDUTY_REPLACE_UNRECORDED"
+WHERE = "Integrations > Generic Webhooks (v3)"
 
 
 class Failure(Exception):
-    """A one-line error for the user."""
+    """A one-line error for the user; `status` is PagerDuty's HTTP status, if it answered."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
 
 
 def say(message):
@@ -57,12 +77,15 @@ def pagerduty(api, token, method, path, body=None):
         with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
             text = answer.read().decode()
     except urllib.error.HTTPError as error:
-        raise Failure(refusal(error, method, path)) from None
+        raise Failure(refusal(error, method, path), error.code) from None
     except urllib.error.URLError as error:
         raise Failure(f"cannot reach PagerDuty at {api} ({error.reason}): check PAGERDUTY_API_URL "
                       "and the network") from None
     except TimeoutError:
-        raise Failure(f"PagerDuty at {api} did not answer {method} {path} within {TIMEOUT} s; "
+        maybe = ("" if method == "GET" else
+                 " (it may have acted anyway; a subscription it made without an answer is "
+                 "reported by the next run, with what to do)")
+        raise Failure(f"PagerDuty at {api} did not answer {method} {path} within {TIMEOUT} s{maybe}; "
                       "try again") from None
     if not text:
         return None
@@ -124,10 +147,140 @@ def describe(wanted):
 
 
 def stored_secrets(fields):
-    value = fields.get("pagerduty_webhook_secrets")
+    value = fields.get(SECRETS_FIELD)
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
+
+
+def recorded(fields):
+    """The secret's subscription id -> delivery URL, or None when it has no such field."""
+    value = fields.get(RECORD_FIELD)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise Failure(f"the secret's {RECORD_FIELD} is not an object of subscription id -> "
+                      "delivery URL; fix or remove it, then run again")
+    return value
+
+
+def unrecorded(found, secret_id, url, legacy):
+    """What to do about matching subscriptions whose signing secret the secret may not hold:
+    found is [(subscription, filter)]."""
+    ids = ", ".join(str(s.get("id")) for s, _ in found)
+    which = ", ".join(f"{s.get('id')} for {describe(w)}" for s, w in found)
+    one = len(found) == 1
+    if legacy:
+        why = (f"the secret {secret_id} holds signing secrets but no {RECORD_FIELD} saying which "
+               "subscription each belongs to: it may be a secret stored before this field "
+               "existed, and whether it holds the signing secret of "
+               f"{'this subscription' if one else 'these subscriptions'} cannot be told")
+    else:
+        why = (f"the secret {secret_id} does not record {'it' if one else 'them'} in "
+               f"{RECORD_FIELD}, so {'its' if one else 'their'} signing secret (shown only when "
+               "PagerDuty creates a subscription) was never stored there: an earlier run failed "
+               "or was stopped after PagerDuty created it")
+    return (f"subscription{'' if one else 's'} {which} already deliver{'s' if one else ''} to "
+            f"{url}, but {why}; the function would refuse {'its' if one else 'their'} deliveries "
+            "(401) and PagerDuty would disable "
+            f"{'it' if one else 'them'}. Delete subscription{'' if one else 's'} {ids} in "
+            f"PagerDuty ({WHERE}) and run again, or run again with {REPLACE}=1 to have this tool "
+            f"delete {'it' if one else 'them'} and create one whose signing secret is stored. "
+            "Nothing was changed")
+
+
+def withdraw(api, token, ident):
+    """Deletes a subscription: None when it is gone, else why not."""
+    try:
+        pagerduty(api, token, "DELETE", f"/webhook_subscriptions/{urllib.parse.quote(ident, safe='')}")
+    except Failure as failure:
+        return None if failure.status == 404 else str(failure)
+    return None
+
+
+def why_not(error):
+    """An AWS or other error, in words that carry no value of the secret."""
+    if isinstance(error, ClientError):
+        detail = error.response.get("Error", {})
+        return f"{detail.get('Code')}: {detail.get('Message')}"
+    if isinstance(error, ParamValidationError):
+        return "ParamValidationError"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(error, (BotoCoreError, ValueError)):
+        return str(error)
+    return type(error).__name__
+
+
+def holds(secrets, secret_id, ident, signing):
+    """Whether the secret records subscription ident with its signing secret (a write that
+    failed may have landed anyway)."""
+    try:
+        fields = secret_fields.read(secrets, secret_id)
+        return ident in (recorded(fields) or {}) and signing in stored_secrets(fields)
+    except Exception:  # noqa: BLE001 - any doubt is "not stored"
+        return False
+
+
+def create(api, token, secrets, secret_id, url, wanted):
+    """Creates one subscription and stores its signing secret and id in one write; deletes
+    it again when they cannot be stored."""
+    body = {"webhook_subscription": {
+        "type": "webhook_subscription",
+        "delivery_method": {"type": "http_delivery_method", "url": url, "custom_headers": []},
+        "events": EVENTS,
+        "filter": wanted,
+        "description": DESCRIPTION,
+    }}
+    created = (pagerduty(api, token, "POST", "/webhook_subscriptions", body) or {}).get("webhook_subscription") or {}
+    ident = created.get("id")
+    if not isinstance(ident, str) or not ident:
+        raise Failure(f"PagerDuty answered POST /webhook_subscriptions without a subscription id: "
+                      f"delete any subscription to {url} for {describe(wanted)} in PagerDuty "
+                      f"({WHERE}) and run again")
+    signing = (created.get("delivery_method") or {}).get("secret")
+    if not isinstance(signing, str) or not signing:
+        abandon(api, token, ident, wanted, "PagerDuty returned no signing secret for it")
+    say(f"created subscription {ident} for {describe(wanted)}: {', '.join(EVENTS)} -> {url}")
+
+    count = {}
+
+    def store(fields):
+        kept = stored_secrets(fields)
+        if signing not in kept:
+            kept.append(signing)
+        fields[SECRETS_FIELD] = kept
+        fields[RECORD_FIELD] = {**(recorded(fields) or {}), ident: url}
+        count["secrets"] = len(kept)
+
+    try:
+        secret_fields.update(secrets, secret_id, store)
+    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - whatever it was, undo
+        if not holds(secrets, secret_id, ident, signing):
+            abandon(api, token, ident, wanted,
+                    f"its signing secret could not be stored in {secret_id} ({why_not(error)})",
+                    "make the secret writable with these AWS credentials (SECRET_ID: the "
+                    "function's secret, in its primary region)")
+        if isinstance(error, KeyboardInterrupt):
+            raise Failure(f"interrupted; subscription {ident} and its signing secret are stored in "
+                          f"{secret_id}: run again for the rest") from None
+        say(f"stored its signing secret and id in {secret_id} (the write reported "
+            f"{why_not(error)}, but it is there)")
+        return
+    say(f"stored its signing secret and id in {secret_id} "
+        f"({SECRETS_FIELD} now holds {count['secrets']}; {RECORD_FIELD} records {ident})")
+
+
+def abandon(api, token, ident, wanted, what, fix=None):
+    """Deletes the subscription just created, which cannot work, and fails saying so."""
+    then = f"{fix} and run again" if fix else "run again"
+    problem = withdraw(api, token, ident)
+    if problem:
+        raise Failure(f"PagerDuty created subscription {ident} for {describe(wanted)} but {what}; "
+                      f"deleting it failed too ({problem}): delete subscription {ident} by hand "
+                      f"in PagerDuty ({WHERE}), {then}")
+    raise Failure(f"PagerDuty created subscription {ident} for {describe(wanted)} but {what}, so "
+                  f"it was deleted again: {then}")
 
 
 def stack_outputs(session, stack):
@@ -177,49 +330,38 @@ def main():
     except ValueError as error:
         raise Failure(f"the secret {secret_id} is not usable: {error}") from None
 
+    record = recorded(fields)
+    legacy = record is None and bool(stored_secrets(fields))
+    record = record or {}
+    replace = os.environ.get(REPLACE, "").strip().lower() in ("1", "true", "yes", "on")
+
     wanted_filters = ([{"type": "service_reference", "id": s} for s in services]
                       or [{"type": "account_reference"}])
     existing = subscriptions(api, token)
+    # Decide everything before changing anything.
+    plan = []
     for wanted in wanted_filters:
-        found = next((s for s in existing if same(s, url, wanted)), None)
-        if found is not None:
-            say(f"subscription {found.get('id')} for {describe(wanted)} already delivers to {url}; "
+        matches = [s for s in existing if same(s, url, wanted)]
+        known = [s for s in matches if s.get("id") in record]
+        unknown = [s for s in matches if s.get("id") not in record]
+        plan.append((wanted, known, unknown))
+    lost = [(s, wanted) for wanted, _, unknown in plan for s in unknown]
+    if lost and not replace:
+        raise Failure(unrecorded(lost, secret_id, url, legacy))
+
+    for wanted, known, unknown in plan:
+        for old in unknown:
+            problem = withdraw(api, token, str(old.get("id")))
+            if problem:
+                raise Failure(f"cannot delete subscription {old.get('id')} for {describe(wanted)} "
+                              f"({REPLACE}=1): {problem}")
+            say(f"deleted subscription {old.get('id')} for {describe(wanted)}: {secret_id} did not "
+                f"record it ({REPLACE}=1)")
+        if known:
+            say(f"subscription {known[0].get('id')} for {describe(wanted)} already delivers to {url}; "
                 "not creating another")
-            if not stored_secrets(fields):
-                say(f"warning: the secret {secret_id} holds no signing secret, and PagerDuty shows a "
-                    f"subscription's only when creating it: delete subscription {found.get('id')} "
-                    "(PagerDuty: Integrations > Generic Webhooks (v3)) and run again, or rotate it")
             continue
-        body = {"webhook_subscription": {
-            "type": "webhook_subscription",
-            "delivery_method": {"type": "http_delivery_method", "url": url, "custom_headers": []},
-            "events": EVENTS,
-            "filter": wanted,
-            "description": DESCRIPTION,
-        }}
-        created = (pagerduty(api, token, "POST", "/webhook_subscriptions", body) or {}).get("webhook_subscription") or {}
-        signing = (created.get("delivery_method") or {}).get("secret")
-        ident = created.get("id", "?")
-        if not signing:
-            raise Failure(f"PagerDuty created subscription {ident} but returned no signing secret: "
-                          "delete it in PagerDuty and run again")
-        say(f"created subscription {ident} for {describe(wanted)}: {', '.join(EVENTS)} -> {url}")
-
-        def add(fields, signing=signing):
-            kept = stored_secrets(fields)
-            if signing not in kept:
-                kept.append(signing)
-            fields["pagerduty_webhook_secrets"] = kept
-
-        try:
-            secret_fields.update(secrets, secret_id, add)
-        except (ClientError, BotoCoreError) as error:
-            raise Failure(f"subscription {ident} was created but its signing secret could not be stored "
-                          f"in {secret_id} ({error}): delete the subscription in PagerDuty, fix access "
-                          "to the secret and run again") from None
-        fields = secret_fields.read(secrets, secret_id)
-        say(f"stored its signing secret in {secret_id} "
-            f"(pagerduty_webhook_secrets now holds {len(stored_secrets(fields))})")
+        create(api, token, secrets, secret_id, url, wanted)
 
     if read_token:
         def set_token(fields):

@@ -2,7 +2,9 @@
 `make pagerduty-webhook`, `make guance-workspace` (and later `make setup`) share.
 
 The secret is JSON (`routing_key`, `webhook_token`, `routes`, and for two-way
-`pagerduty_webhook_secrets`, `pagerduty_api_token`, `guance_workspaces`). A bare routing
+`pagerduty_webhook_secrets`, `pagerduty_webhook_subscriptions` (which subscription each
+signing secret belongs to: id -> delivery URL; the function ignores it),
+`pagerduty_api_token`, `guance_workspaces`). A bare routing
 key (the oldest form) is read as `{"routing_key": ...}`. Nothing here prints a value.
 """
 
