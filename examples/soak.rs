@@ -124,7 +124,7 @@ async fn main() {
                 "http://127.0.0.1:9",
             ),
             guance: GuanceOpenApi::new(PagerDutyClient::http_client().unwrap()),
-            settled: Default::default(),
+            progress: Default::default(),
         },
     });
 

@@ -94,7 +94,7 @@ async fn main() -> Result<(), Error> {
         two_way: TwoWay {
             pagerduty_rest: PagerDutyRest::new(http.clone(), config.api_url),
             guance: GuanceOpenApi::new(http),
-            settled: Default::default(),
+            progress: Default::default(),
         },
     };
     let app = &app;

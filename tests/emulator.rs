@@ -254,6 +254,7 @@ async fn two_way_through_the_runtime_loop_at_trace() {
     );
     w.standin
         .add_alert(&incident, json!({"source": "another integration"}));
+    w.standin.resolve_as_person(&incident);
     let delivery = |body: &Value, secret: &str| {
         let mut event = event_file("pagerduty-incident-resolved.json");
         let body = body.to_string();

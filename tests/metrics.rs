@@ -344,6 +344,7 @@ async fn every_outcome_is_counted_in_emf_lines_that_match_what_happened() {
         202
     );
     let incident = w.standin.incident_for("ref-metrics-1").unwrap();
+    w.standin.resolve_as_person(&incident);
     for (n, workspace) in [(2, "wksp_metrics"), (3, "wksp_no_key")] {
         w.standin.add_alert(
             &incident,

@@ -89,8 +89,18 @@ impl TwoWay {
         delivery_event(body, Some(&sign(body, secret)))
     }
 
-    /// A person resolved `incident_id` in PagerDuty: the delivery PagerDuty sends.
+    /// A person resolved `incident_id` in PagerDuty (resolved in the stand-in first, as
+    /// PagerDuty does before it sends): the delivery PagerDuty sends.
     fn resolved_by_a_person(&self, incident_id: &str) -> Value {
+        if self
+            .w
+            .standin
+            .incidents()
+            .iter()
+            .any(|i| i.id == incident_id)
+        {
+            self.w.standin.resolve_as_person(incident_id);
+        }
         let body = webhook_delivery(
             "incident.resolved",
             incident_id,
@@ -212,32 +222,40 @@ async fn a_persons_resolve_recovers_exactly_the_incidents_guance_events_with_eac
         ],
         "exactly the incident's Guance events, each in its own workspace (the key decides it)"
     );
-    let offsets: Vec<String> =
+    let requests: Vec<String> =
         t.w.standin
             .rest_requests()
             .iter()
             .map(|r| r.path.clone())
             .collect();
-    assert!(
-        offsets.iter().any(|t| t.contains("offset=100")),
-        "the second page was read: {offsets:?}"
+    let pages: Vec<&String> = requests.iter().filter(|p| p.contains("/alerts")).collect();
+    assert_eq!(
+        pages,
+        [
+            &format!("/incidents/{incident}/alerts?limit=100&offset=0"),
+            &format!("/incidents/{incident}/alerts?limit=100&offset=100"),
+        ],
+        "both pages of the incident, and no other incident"
     );
-    assert!(
-        offsets
-            .iter()
-            .all(|t| t.starts_with(&format!("/incidents/{incident}/alerts"))),
-        "{offsets:?}"
-    );
+    for event_ref in ["ref-a1", "ref-a2", "ref-b1", "ref-b2"] {
+        assert!(
+            requests
+                .iter()
+                .any(|p| p.starts_with(&format!("/incidents?incident_key={event_ref}&"))),
+            "{event_ref} was checked for an open incident before its restore: {requests:?}"
+        );
+    }
 
-    // PagerDuty delivers at least once: the same delivery again asks Guance nothing.
+    // PagerDuty delivers at least once: the same delivery again asks Guance nothing, and
+    // reads only past the alerts already done.
     let again = call(&app, &t.resolved_by_a_person(&incident)).await;
     assert_eq!(again.status, 200, "{}", again.text);
-    assert!(again.body["restores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["outcome"] == "already_done"));
+    assert_eq!(again.body["restores"], json!([]), "{}", again.text);
     assert_eq!(t.guance.restores().len(), 4);
+    assert_eq!(
+        t.w.standin.rest_requests().last().unwrap().path,
+        format!("/incidents/{incident}/alerts?limit=100&offset=131")
+    );
 
     let lines = metrics.lines();
     assert_eq!(
@@ -245,7 +263,7 @@ async fn a_persons_resolve_recovers_exactly_the_incidents_guance_events_with_eac
         4,
         "{lines:#?}"
     );
-    assert_eq!(metric_sum(&lines, "GuanceRestores", "already_done"), 4);
+    assert_eq!(metric_sum(&lines, "GuanceRestores", "already_done"), 0);
     assert_eq!(metric_sum(&lines, "PagerDutyWebhooks", "recovered"), 2);
     t.finish(&[&answer, &again]);
 }
@@ -255,6 +273,7 @@ async fn the_signature_is_the_only_way_in() {
     let t = two_way().await;
     let app = t.app(AppOptions::default());
     let incident = t.page(&app, WORKSPACE_A, "ref-sig").await;
+    t.w.standin.resolve_as_person(&incident);
     let body = webhook_delivery(
         "incident.resolved",
         &incident,
@@ -566,14 +585,20 @@ async fn a_refusal_guance_will_repeat_is_logged_counted_and_answered_2xx() {
         &incident,
         json!({"df_workspace_uuid": WORKSPACE_B, "df_monitor_checker_event_ref": "ref-b"}),
     );
-    t.guance.script([
-        guance::Fault::Pass,
-        guance::Fault::Pass,
-        guance::Fault::Error(403, guance::INVALID_API_KEY),
-    ]);
+    // B's key in the secret is one Guance does not know (revoked, or mistyped).
+    let mut secret: Value =
+        serde_json::from_str(&t.w.moto.secret_string(&t.w.secret_id).await).unwrap();
+    secret["guance_workspaces"][WORKSPACE_B]["api_key"] = json!("a-key-guance-does-not-know");
+    t.w.moto
+        .put_secret(&t.w.secret_id, &secret.to_string())
+        .await;
+    let app = t.app(AppOptions {
+        metrics: metrics.clone(),
+        ..AppOptions::default()
+    });
     let answer = call(&app, &t.resolved_by_a_person(&incident)).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
-    let outcomes: Vec<(&str, &str)> = answer.body["restores"]
+    let mut outcomes: Vec<(&str, &str)> = answer.body["restores"]
         .as_array()
         .unwrap()
         .iter()
@@ -584,16 +609,18 @@ async fn a_refusal_guance_will_repeat_is_logged_counted_and_answered_2xx() {
             )
         })
         .collect();
+    outcomes.sort();
     assert_eq!(
         outcomes,
         [
+            ("ref-b", "refused"),
             ("ref-known", "restored"),
             ("ref-unknown", "refused"),
-            ("ref-b", "refused")
         ]
     );
     let logs = captured_logs();
     assert!(logs.contains("ref-unknown") && logs.contains(guance::KEYEVENT_NOT_FOUND));
+    assert!(logs.contains(guance::INVALID_API_KEY));
     let lines = metrics.lines();
     assert_eq!(metric_sum(&lines, "GuanceRestores", "refused"), 2);
     // Settled: PagerDuty's duplicate delivery does not ask again.

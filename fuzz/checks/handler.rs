@@ -97,7 +97,7 @@ fn harness() -> &'static Harness {
             two_way: TwoWay {
                 pagerduty_rest: PagerDutyRest::new(PagerDutyClient::http_client().unwrap(), "http://127.0.0.1:9"),
                 guance: GuanceOpenApi::new(PagerDutyClient::http_client().unwrap()),
-                settled: Default::default(),
+                progress: Default::default(),
             },
         };
         let template = serde_json::from_str(include_str!("../../events/alert.json")).unwrap();

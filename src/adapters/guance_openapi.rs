@@ -123,7 +123,25 @@ impl GuanceOpenApi {
             return Restore::RateLimited { error_code };
         }
         match status {
-            200..=299 if envelope["success"] != Value::Bool(false) => Restore::Restored,
+            200..=299 if envelope["success"] == Value::Bool(true) => {
+                if envelope["content"] == Value::Bool(false) {
+                    Restore::Refused {
+                        status,
+                        error_code,
+                        message: "Guance answered success with content false: not restored"
+                            .into(),
+                    }
+                } else {
+                    Restore::Restored
+                }
+            }
+            // A 2xx that is not Guance's envelope (a console page, a proxy's login) is no
+            // restore: the URL is wrong, and a retry after it is fixed can mend it.
+            200..=299 => Restore::Unavailable {
+                reason: format!(
+                    "HTTP {status} without Guance's answer (success true): is openapi_url the site's OpenAPI host?"
+                ),
+            },
             500..=599 => Restore::Unavailable {
                 reason: format!("HTTP {status} {error_code}").trim_end().to_owned(),
             },

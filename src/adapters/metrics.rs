@@ -145,9 +145,12 @@ impl WebhookOutcome {
 pub enum RestoreOutcome {
     /// Guance took the restore.
     Restored,
-    /// Restored (or refused for good) by an earlier delivery this container handled: not
-    /// asked again, to spare Guance's 20 requests a minute.
+    /// Restored (or refused for good) by an earlier delivery of the same incident this
+    /// container handled: not asked again, to spare Guance's 20 requests a minute.
     AlreadyDone,
+    /// Not restored: an open incident holds an alert of the same `dedup_key`, so the
+    /// Guance object is paging again, and a restore would close that live alert.
+    PagingAgain,
     /// The secret has no key for the event's workspace: not recovered.
     NoKey,
     /// Guance refused it for good (a wrong key, an unknown ref): not recovered.
@@ -161,9 +164,10 @@ pub enum RestoreOutcome {
 }
 
 impl RestoreOutcome {
-    pub const ALL: [RestoreOutcome; 7] = [
+    pub const ALL: [RestoreOutcome; 8] = [
         RestoreOutcome::Restored,
         RestoreOutcome::AlreadyDone,
+        RestoreOutcome::PagingAgain,
         RestoreOutcome::NoKey,
         RestoreOutcome::Refused,
         RestoreOutcome::RateLimited,
@@ -175,6 +179,7 @@ impl RestoreOutcome {
         match self {
             RestoreOutcome::Restored => "restored",
             RestoreOutcome::AlreadyDone => "already_done",
+            RestoreOutcome::PagingAgain => "paging_again",
             RestoreOutcome::NoKey => "no_key",
             RestoreOutcome::Refused => "refused",
             RestoreOutcome::RateLimited => "rate_limited",

@@ -9,16 +9,21 @@ use std::time::{Duration, Instant};
 /// PagerDuty's REST API; EU accounts use `https://api.eu.pagerduty.com`.
 pub const DEFAULT_API_URL: &str = "https://api.pagerduty.com";
 /// PagerDuty's largest page.
-const PAGE_LIMIT: usize = 100;
-/// An incident holds a handful of alerts; this many pages (10,000 alerts) means a
-/// pagination that does not end.
-const MAX_PAGES: usize = 100;
+pub const PAGE_LIMIT: usize = 100;
 /// One page takes PagerDuty well under a second; longer is a stall.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Used when PagerDuty's 429 names no Retry-After of its own.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// Why the alerts could not be read.
+/// One page of an incident's alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsPage {
+    pub alerts: Vec<Value>,
+    /// Whether another page follows (never after an empty one).
+    pub more: bool,
+}
+
+/// Why PagerDuty's REST API could not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlertsError {
     /// 429, 5xx, a timeout or no connection: PagerDuty's retry of the delivery can help.
@@ -66,14 +71,60 @@ impl PagerDutyRest {
         }
     }
 
-    /// Every alert of `incident_id`, page by page until `more` is false, all by
-    /// `deadline`. `incident_id` must be a PagerDuty id (letters and digits).
-    pub async fn incident_alerts(
+    /// One page of `incident_id`'s alerts, from `offset`, by `deadline`: the alerts and
+    /// whether more follow. `incident_id` must be a PagerDuty id (letters and digits).
+    pub async fn alerts_page(
         &self,
         token: &Credential,
         incident_id: &str,
+        offset: usize,
         deadline: Instant,
-    ) -> Result<Vec<Value>, AlertsError> {
+    ) -> Result<AlertsPage, AlertsError> {
+        let mut url = self.url(&["incidents", incident_id, "alerts"])?;
+        url.query_pairs_mut()
+            .append_pair("limit", &PAGE_LIMIT.to_string())
+            .append_pair("offset", &offset.to_string());
+        let page = self.page(token, url, deadline).await?;
+        match page.get("alerts").and_then(Value::as_array) {
+            Some(alerts) => Ok(AlertsPage {
+                more: page["more"].as_bool().unwrap_or(false) && !alerts.is_empty(),
+                alerts: alerts.clone(),
+            }),
+            // A 2xx that is not the list: a proxy's page, or a fault; a retry may mend it.
+            None => Err(AlertsError::Unavailable {
+                reason: "the answer is not a list of alerts".into(),
+                retry_after: None,
+            }),
+        }
+    }
+
+    /// The id of an open (triggered or acknowledged) incident holding an alert whose
+    /// `alert_key` is `dedup_key`, if any: the same Guance object paging again.
+    pub async fn open_incident_for_key(
+        &self,
+        token: &Credential,
+        dedup_key: &str,
+        deadline: Instant,
+    ) -> Result<Option<String>, AlertsError> {
+        let mut url = self.url(&["incidents"])?;
+        url.query_pairs_mut()
+            .append_pair("incident_key", dedup_key)
+            .append_pair("statuses[]", "triggered")
+            .append_pair("statuses[]", "acknowledged")
+            .append_pair("limit", "1");
+        let page = self.page(token, url, deadline).await?;
+        match page.get("incidents").and_then(Value::as_array) {
+            Some(incidents) => Ok(incidents
+                .first()
+                .map(|i| i["id"].as_str().unwrap_or("?").to_owned())),
+            None => Err(AlertsError::Unavailable {
+                reason: "the answer is not a list of incidents".into(),
+                retry_after: None,
+            }),
+        }
+    }
+
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, AlertsError> {
         let mut url = reqwest::Url::parse(&self.api_url).map_err(|_| AlertsError::Refused {
             status: 0,
             message: "PAGERDUTY_API_URL is not a URL".into(),
@@ -84,35 +135,8 @@ impl PagerDutyRest {
                 message: "PAGERDUTY_API_URL cannot take a path".into(),
             })?
             .pop_if_empty()
-            .extend(["incidents", incident_id, "alerts"]);
-        let mut alerts = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let mut page_url = url.clone();
-            page_url
-                .query_pairs_mut()
-                .append_pair("limit", &PAGE_LIMIT.to_string())
-                .append_pair("offset", &alerts.len().to_string());
-            let page = self.page(token, page_url, deadline).await?;
-            let more = page["more"].as_bool().unwrap_or(false);
-            let received = match page.get("alerts").and_then(Value::as_array) {
-                Some(received) => received.clone(),
-                None => {
-                    return Err(AlertsError::Refused {
-                        status: 200,
-                        message: "the answer has no alerts list".into(),
-                    })
-                }
-            };
-            let empty = received.is_empty();
-            alerts.extend(received);
-            if !more || empty {
-                return Ok(alerts);
-            }
-        }
-        Err(AlertsError::Refused {
-            status: 200,
-            message: format!("more than {} alerts", MAX_PAGES * PAGE_LIMIT),
-        })
+            .extend(segments);
+        Ok(url)
     }
 
     async fn page(
@@ -179,10 +203,12 @@ impl PagerDutyRest {
             401 | 403 => Err(AlertsError::KeyRefused { status }),
             _ => Err(AlertsError::Refused {
                 status,
+                // PagerDuty's own text is untrusted: cut short, never with the key in it.
                 message: crate::domain::pagerduty::truncate_chars(
-                    json["error"]["message"]
+                    &json["error"]["message"]
                         .as_str()
-                        .unwrap_or("no error message"),
+                        .unwrap_or("no error message")
+                        .replace(token.expose(), "<redacted>"),
                     200,
                 ),
             }),

@@ -185,14 +185,24 @@ impl WebhookSecrets {
             #[serde(default)]
             guance_workspaces: serde_json::Value,
         }
+        // Read as an object first: a field given twice (a block pasted again) keeps its
+        // last value instead of making the routing key unreadable.
+        let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(value)
+            .map_err(|e| {
+                SecretError::Malformed(format!(
+                    "the secret is not a JSON object (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
         // serde's messages can quote values; this one is replaced with the field at fault.
-        let shape: Shape = serde_json::from_str(value).map_err(|e| {
-            SecretError::Malformed(format!(
-                "the secret is JSON but not of the form {{\"routing_key\": string, \"webhook_token\": string or [string], \"routes\": {{name: string}}}} (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?;
+        let shape: Shape = serde_path_to_error::deserialize(serde_json::Value::Object(fields))
+            .map_err(|e| {
+                SecretError::Malformed(format!(
+                    "the secret's field `{}` is missing or of the wrong type (the form is {{\"routing_key\": string, \"webhook_token\": string or [string], \"routes\": {{name: string}}}})",
+                    e.path()
+                ))
+            })?;
         let routes = shape
             .routes
             .iter()

@@ -8,7 +8,7 @@ use crate::adapters::pagerduty_rest::PagerDutyRest;
 use crate::adapters::queue::FifoQueue;
 use crate::adapters::secret::SecretCache;
 use crate::domain::translate::Settings;
-use crate::entry::pagerduty_webhook::SettledRefs;
+use crate::entry::pagerduty_webhook::IncidentProgress;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The parts of the application the entry points need, wired once per container.
@@ -27,12 +27,12 @@ pub struct App<S> {
     pub two_way: TwoWay,
 }
 
-/// What two-way needs: PagerDuty's REST API, Guance's OpenAPI, and the restores this
-/// container has settled. Idle until the secret has `pagerduty_webhook_secrets`.
+/// What two-way needs: PagerDuty's REST API, Guance's OpenAPI, and what this container
+/// has done for each incident. Idle until the secret has `pagerduty_webhook_secrets`.
 pub struct TwoWay {
     pub pagerduty_rest: PagerDutyRest,
     pub guance: GuanceOpenApi,
-    pub settled: SettledRefs,
+    pub progress: IncidentProgress,
 }
 
 /// What queue mode needs: the delivery queue, where refused events go, and how the

@@ -470,32 +470,8 @@ impl<S: SecretSource> App<S> {
     }
 
     /// The request body, base64-decoded where the function URL encoded it, within the cap.
-    pub(crate) fn read_body(&self, request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, AppError> {
-        let raw = request.body.as_deref().unwrap_or("");
-        let too_large = AppError::PayloadTooLarge {
-            limit: self.max_body_bytes,
-        };
-        if !request.is_base64_encoded {
-            if raw.len() > self.max_body_bytes {
-                return Err(too_large);
-            }
-            return Ok(raw.as_bytes().to_vec());
-        }
-        // Decoded length is at most three quarters of the encoded one.
-        if raw.len() / 4 * 3 > self.max_body_bytes + 3 {
-            return Err(too_large);
-        }
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(raw.trim())
-            .map_err(|e| {
-                AppError::BadRequest(format!(
-                    "the body is marked base64 but does not decode: {e}"
-                ))
-            })?;
-        if decoded.len() > self.max_body_bytes {
-            return Err(too_large);
-        }
-        Ok(decoded)
+    fn read_body(&self, request: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, AppError> {
+        read_body_within(request, self.max_body_bytes)
     }
 
     /// The secrets, once the caller has shown the webhook token. A mismatch may mean the
@@ -686,6 +662,37 @@ fn presented_token(request: &ApiGatewayV2httpRequest) -> Option<&str> {
                 })
         })
         .filter(|t| !t.is_empty())
+}
+
+/// The request's body, decoded from base64 where the function URL encoded it; refused
+/// when larger than `limit` bytes.
+pub(crate) fn read_body_within(
+    request: &ApiGatewayV2httpRequest,
+    limit: usize,
+) -> Result<Vec<u8>, AppError> {
+    let raw = request.body.as_deref().unwrap_or("");
+    let too_large = AppError::PayloadTooLarge { limit };
+    if !request.is_base64_encoded {
+        if raw.len() > limit {
+            return Err(too_large);
+        }
+        return Ok(raw.as_bytes().to_vec());
+    }
+    // Decoded length is at most three quarters of the encoded one.
+    if raw.len() / 4 * 3 > limit + 3 {
+        return Err(too_large);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .map_err(|e| {
+            AppError::BadRequest(format!(
+                "the body is marked base64 but does not decode: {e}"
+            ))
+        })?;
+    if decoded.len() > limit {
+        return Err(too_large);
+    }
+    Ok(decoded)
 }
 
 fn health() -> Value {

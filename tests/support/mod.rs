@@ -165,6 +165,19 @@ impl Moto {
             .expect("create the secret in moto");
     }
 
+    /// The secret's current value.
+    pub async fn secret_string(&self, name: &str) -> String {
+        self.client()
+            .get_secret_value()
+            .secret_id(name)
+            .send()
+            .await
+            .expect("read the secret in moto")
+            .secret_string()
+            .expect("a string secret")
+            .to_owned()
+    }
+
     pub async fn put_secret(&self, name: &str, value: &str) {
         self.client()
             .put_secret_value()
@@ -399,7 +412,7 @@ pub fn app(
                     .unwrap_or_else(|| "http://127.0.0.1:9".into()),
             ),
             guance: GuanceOpenApi::new(PagerDutyClient::http_client().unwrap()),
-            settled: Default::default(),
+            progress: Default::default(),
         },
     }
 }

@@ -855,6 +855,17 @@ impl StandIn {
         self.state.lock().unwrap().rest.posts.clone()
     }
 
+    /// Resolves `incident_id` as a person does in PagerDuty (every alert resolved), as
+    /// tests that post the delivery themselves need it: no webhook is posted. An incident
+    /// already resolved stays so.
+    pub fn resolve_as_person(&self, incident_id: &str) {
+        let mut state = self.state.lock().unwrap();
+        match resolve_incident(&mut state, incident_id, Some("user_reference"), None) {
+            Ok(_) | Err((409, _)) => {}
+            Err((_, why)) => panic!("{why}"),
+        }
+    }
+
     /// How webhook deliveries are retried and timed out.
     pub fn set_webhook_retry(&self, retry: WebhookRetry) {
         self.state.lock().unwrap().rest.retry = retry;
@@ -1666,6 +1677,46 @@ async fn serve_rest(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Ans
     let get = method == hyper::Method::GET;
     let post = method == hyper::Method::POST;
     match segments.as_slice() {
+        // `incident_key` matches incidents whose alerts have that `alert_key` (PagerDuty's
+        // reference for `GET /incidents`); `statuses[]` filters by status.
+        ["incidents"] if get => {
+            let parsed = reqwest::Url::parse(&format!("http://standin/?{query}")).unwrap();
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let key = pairs
+                .iter()
+                .find(|(k, _)| k == "incident_key")
+                .map(|(_, v)| v.clone());
+            let statuses: Vec<&str> = pairs
+                .iter()
+                .filter(|(k, _)| k == "statuses[]")
+                .map(|(_, v)| v.as_str())
+                .collect();
+            if let Some(bad) = statuses
+                .iter()
+                .find(|s| !["triggered", "acknowledged", "resolved"].contains(s))
+            {
+                return invalid_input(vec![format!("Statuses {bad} is not a valid status")]);
+            }
+            let state = state.lock().unwrap();
+            let rest = &state.rest;
+            let found: Vec<Value> = rest
+                .incidents
+                .iter()
+                .filter(|i| statuses.is_empty() || statuses.contains(&i.status.as_str()))
+                .filter(|i| {
+                    key.as_ref().is_none_or(|key| {
+                        rest.alerts
+                            .iter()
+                            .any(|a| a.incident_id == i.id && &a.alert_key == key)
+                    })
+                })
+                .map(|i| incident_json(rest, i))
+                .collect();
+            page("incidents", found, &query)
+        }
         ["incidents", id] if get => {
             let state = state.lock().unwrap();
             match state.rest.incidents.iter().find(|i| i.id == *id) {
