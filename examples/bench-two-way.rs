@@ -114,7 +114,7 @@ async fn main() {
     };
 
     let template: serde_json::Value =
-        serde_json::from_str(include_str!("../events/pagerduty-incident-resolved.json")).unwrap();
+        serde_json::from_str(include_str!("../events/resolved-in-pagerduty.json")).unwrap();
     let mut took = Vec::with_capacity(deliveries);
     let mut body_bytes = 0;
     for incident in &incidents {

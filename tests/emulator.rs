@@ -16,7 +16,7 @@ const EVENT_FILES: &[(&str, i64)] = &[
     ("alert.json", 202),
     ("recovery.json", 202),
     // Signed with the demo's secret; names the incident alert.json opened.
-    ("pagerduty-incident-resolved.json", 200),
+    ("resolved-in-pagerduty.json", 200),
     ("nodata.json", 202),
     ("test-button.json", 202),
     ("empty-object.json", 202),
@@ -90,7 +90,7 @@ fn assert_no_secret_in(w: &World, texts: &[&str]) {
     }
 }
 
-/// The signing secret `events/pagerduty-incident-resolved.json` is signed with (the demo's:
+/// The signing secret `events/resolved-in-pagerduty.json` is signed with (the demo's:
 /// public, so not registered as a secret).
 const DEMO_SIGNING_SECRET: &str = "demo-pagerduty-signing-secret";
 /// The workspace and ref of `events/alert.json` (CONTRACT.md's example).
@@ -256,7 +256,7 @@ async fn two_way_through_the_runtime_loop_at_trace() {
         .add_alert(&incident, json!({"source": "another integration"}));
     w.standin.resolve_as_person(&incident);
     let delivery = |body: &Value, secret: &str| {
-        let mut event = event_file("pagerduty-incident-resolved.json");
+        let mut event = event_file("resolved-in-pagerduty.json");
         let body = body.to_string();
         event["headers"]["x-pagerduty-signature"] =
             json!(support::pagerduty::sign(body.as_bytes(), secret));

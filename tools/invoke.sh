@@ -19,7 +19,7 @@ GUANCE_PORT=${GUANCE_PORT:-45675}
 TOKEN=demo-webhook-token            # the token the files in events/ carry
 ROUTING_KEY=demoR0utingKey0000000000000000ab
 SECRET_ID=guance-pagerduty-invoke
-# Two-way, as events/pagerduty-incident-resolved.json needs it: signed with the demo's
+# Two-way, as events/resolved-in-pagerduty.json needs it: signed with the demo's
 # signing secret, naming the incident events/alert.json opens, whose Guance event is
 # in the CONTRACT.md example's workspace.
 PD_API_TOKEN=demo-pagerduty-rest-api-key
