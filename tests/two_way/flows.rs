@@ -5,16 +5,14 @@
 //! 5xx and timeouts for 48 hours: each test says which answer a delivery must get, and
 //! that PagerDuty's retry completes what a failure left.
 
-mod support;
-
+use crate::support::event_source::EventSource;
+use crate::support::guance;
+use crate::support::pagerduty::{sign, webhook_delivery, Fault};
+use crate::support::*;
 use base64::Engine;
 use guance_pagerduty::adapters::metrics::Memory;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::event_source::EventSource;
-use support::guance;
-use support::pagerduty::{sign, webhook_delivery, Fault};
-use support::*;
 
 const WORKSPACE_A: &str = "wksp_0000000000000000000000000000000a";
 const WORKSPACE_B: &str = "wksp_0000000000000000000000000000000b";

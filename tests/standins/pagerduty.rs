@@ -2,8 +2,10 @@
 //! their own: what the two-way tests and `make pagerduty-webhook` lean on must behave as
 //! PagerDuty does, and refuse what PagerDuty refuses. Loopback only.
 
-mod support;
-
+use crate::support::pagerduty::{
+    service_id_for, sign, webhook_delivery, Fault, StandIn, WebhookRetry, REST_ACCEPT,
+};
+use crate::support::Pipe;
 use guance_pagerduty::domain::pagerduty_webhook::signature_matches;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -14,10 +16,6 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::pagerduty::{
-    service_id_for, sign, webhook_delivery, Fault, StandIn, WebhookRetry, REST_ACCEPT,
-};
-use support::Pipe;
 
 const ROUTING_KEY: &str = "standinR0utingKey000000000000001";
 const OTHER_KEY: &str = "standinR0utingKey000000000000002";

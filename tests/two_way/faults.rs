@@ -6,8 +6,9 @@
 //! back; strangers forcing secret reads; a cold start eating the 5 s; a field given twice;
 //! a subscription whose secret was never stored; a delivery over `MAX_BODY_BYTES`.
 
-mod support;
-
+use crate::support::guance;
+use crate::support::pagerduty::{sign, webhook_delivery};
+use crate::support::*;
 use guance_pagerduty::adapters::secret::WebhookSecrets;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -16,9 +17,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::guance;
-use support::pagerduty::{sign, webhook_delivery};
-use support::*;
 
 const WORKSPACE_A: &str = "wksp_0000000000000000000000000000000a";
 const WORKSPACE_B: &str = "wksp_0000000000000000000000000000000b";
@@ -710,7 +708,7 @@ fn probe_a_two_way_field_given_twice_does_not_stop_the_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_pagerduty_webhook_tool_rerun_warns_about_a_subscription_without_its_secret() {
     let moto = Moto::start();
-    let standin = support::pagerduty::StandIn::start().await;
+    let standin = crate::support::pagerduty::StandIn::start().await;
     let api_token = secret_value(20);
     standin.allow_api_token(&api_token);
     let secret_id = format!("guance-pagerduty-{}", random_text(8));
@@ -754,7 +752,7 @@ async fn probe_pagerduty_webhook_tool_rerun_warns_about_a_subscription_without_i
     let made = reqwest::Client::new()
         .post(format!("{}/webhook_subscriptions", standin.api_url()))
         .header("authorization", format!("Token token={api_token}"))
-        .header("accept", support::pagerduty::REST_ACCEPT)
+        .header("accept", crate::support::pagerduty::REST_ACCEPT)
         .header("content-type", "application/json")
         .body(
             json!({"webhook_subscription": {"type": "webhook_subscription",

@@ -5,14 +5,12 @@
 //! wrong key changes nothing, a subscription whose secret is not recorded is refused (or
 //! replaced when asked), and one whose secret cannot be stored is deleted again.
 
-mod support;
-
+use crate::support::pagerduty::{Fault, StandIn};
+use crate::support::{random_text, secret_value, Moto};
 use aws_sdk_secretsmanager::types::ReplicaRegionType;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
-use support::pagerduty::{Fault, StandIn};
-use support::{random_text, secret_value, Moto};
 
 const FUNCTION_URL: &str = "https://abcdefghij.lambda-url.us-east-1.on.aws/";
 const DELIVERY_URL: &str = "https://abcdefghij.lambda-url.us-east-1.on.aws/pagerduty/webhook";

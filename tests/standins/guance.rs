@@ -1,11 +1,9 @@
 //! The Guance OpenAPI stand-in itself: it must hold a client to what Guance documents
 //! (CONTRACT.md section 6), or tests against it prove nothing.
 
-mod support;
-
+use crate::support::guance::*;
 use serde_json::Value;
 use std::time::Duration;
-use support::guance::*;
 
 const WORKSPACE: &str = "wksp_968577392a1c4714a464cd2f6ee42a9c";
 const OTHER: &str = "wksp_0123456789abcdef0123456789abcdef";

@@ -3,12 +3,10 @@
 //! workspace, writes nothing when nothing changes, refuses what would not work, and never
 //! prints a key.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use support::*;
 
 const WORKSPACE: &str = "wksp_968577392a1c4714a464cd2f6ee42a9c";
 const OTHER: &str = "wksp_0123456789abcdef0123456789abcdef";
