@@ -47,6 +47,28 @@ fn venv(file: &str) -> PathBuf {
     path
 }
 
+/// A free loopback port for a server another process will bind (moto, the runtime
+/// emulator), taken below Linux's ephemeral range (32768 and up). A port picked from
+/// the ephemeral range is free only until the child binds it, seconds later for moto;
+/// meanwhile a stand-in binding port 0 in a test beside it may be given the same port,
+/// and the test then talks to the wrong server.
+pub fn port_for_a_process() -> u16 {
+    use std::sync::atomic::AtomicU32;
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Each test binary (a process) starts at its own place in the range.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() * 97) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range")
+}
+
 /// A moto server on a free loopback port, killed when dropped.
 pub struct Moto {
     pub endpoint: String,
@@ -70,10 +92,7 @@ impl Moto {
     }
 
     fn start_with(mut command: Command) -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = port_for_a_process();
         let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())

@@ -1,4 +1,4 @@
-//! Two-way's faults that tests/two_way.rs was not written to see, found by a hostile
+//! Two-way's faults that `flows.rs` was not written to see, found by a hostile
 //! review and kept as regression tests: the same Guance object resolved in a second
 //! incident, or paging again when a late retry or an old alert would restore it; a 2xx
 //! that is not Guance's answer; an incident of a thousand alerts behind a slow REST API;
@@ -29,7 +29,7 @@ type App =
     guance_pagerduty::entry::app::App<guance_pagerduty::adapters::secret::SecretsManagerSource>;
 
 // ---------------------------------------------------------------------------------------
-// Harness (after tests/two_way.rs), with room for extra workspaces at other hosts.
+// Harness (after `flows.rs`), with room for extra workspaces at other hosts.
 // ---------------------------------------------------------------------------------------
 
 struct TwoWay {
