@@ -7,6 +7,7 @@
 pub mod emf;
 pub mod emulator;
 pub mod event_source;
+pub mod function_url;
 pub mod guance;
 pub mod pagerduty;
 
@@ -81,6 +82,17 @@ impl Moto {
             .map(PathBuf::from)
             .unwrap_or_else(|| venv("bin/moto_server"));
         Moto::start_with(Command::new(program))
+    }
+
+    /// moto with AWS's managed IAM policies loaded, as `cargo lambda deploy` needs them
+    /// (it attaches AWSLambdaBasicExecutionRole to the role it creates).
+    pub fn start_with_managed_policies() -> Moto {
+        let program = std::env::var_os("MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| venv("bin/moto_server"));
+        let mut command = Command::new(program);
+        command.env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true");
+        Moto::start_with(command)
     }
 
     /// moto with the same clock read more cheaply (`tools/moto_server_fast_clock.py`),
