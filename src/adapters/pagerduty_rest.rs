@@ -98,12 +98,15 @@ impl PagerDutyRest {
         }
     }
 
-    /// The id of an open (triggered or acknowledged) incident holding an alert whose
-    /// `alert_key` is `dedup_key`, if any: the same Guance object paging again.
+    /// The id of an open (triggered or acknowledged) incident other than `resolved`
+    /// holding an alert whose `alert_key` is `dedup_key`, if any: the same Guance object
+    /// paging again. The incident just resolved is left out whatever its listed status:
+    /// PagerDuty's list may not show the resolve yet.
     pub async fn open_incident_for_key(
         &self,
         token: &Credential,
         dedup_key: &str,
+        resolved: &str,
         deadline: Instant,
     ) -> Result<Option<String>, AlertsError> {
         let mut url = self.url(&["incidents"])?;
@@ -111,12 +114,16 @@ impl PagerDutyRest {
             .append_pair("incident_key", dedup_key)
             .append_pair("statuses[]", "triggered")
             .append_pair("statuses[]", "acknowledged")
-            .append_pair("limit", "1");
+            // Without it the list covers a recent window only.
+            .append_pair("date_range", "all")
+            .append_pair("limit", &PAGE_LIMIT.to_string());
         let page = self.page(token, url, deadline).await?;
         match page.get("incidents").and_then(Value::as_array) {
             Some(incidents) => Ok(incidents
-                .first()
-                .map(|i| i["id"].as_str().unwrap_or("?").to_owned())),
+                .iter()
+                .filter(|i| i["id"].as_str() != Some(resolved))
+                .filter(|i| i["status"].as_str() != Some("resolved"))
+                .find_map(|i| i["id"].as_str().map(str::to_owned))),
             None => Err(AlertsError::Unavailable {
                 reason: "the answer is not a list of incidents".into(),
                 retry_after: None,

@@ -66,14 +66,19 @@ pub struct IncidentProgress(Mutex<HashMap<String, Progress>>);
 
 struct Progress {
     settled: HashSet<GuanceRef>,
-    /// Alerts from the start of the incident's list whose events are all settled.
-    alerts_done: usize,
+    /// How many of the incident's alerts have been read: a retry reads on from here.
+    alerts_read: usize,
+    /// Events read but not settled yet (their Guance failed or was not reached): a retry
+    /// tries them first, so one workspace down never holds up the alerts after them.
+    pending: Vec<GuanceRef>,
     updated: Instant,
 }
 
 impl IncidentProgress {
-    fn alerts_done(&self, incident_id: &str) -> usize {
-        self.with(incident_id, |p| p.alerts_done).unwrap_or(0)
+    /// Where a retry resumes: the alerts read so far, and the events still to settle.
+    fn resume(&self, incident_id: &str) -> (usize, Vec<GuanceRef>) {
+        self.with(incident_id, |p| (p.alerts_read, p.pending.clone()))
+            .unwrap_or_default()
     }
 
     fn is_settled(&self, incident_id: &str, event: &GuanceRef) -> bool {
@@ -103,12 +108,14 @@ impl IncidentProgress {
             .entry(incident_id.to_owned())
             .or_insert_with(|| Progress {
                 settled: HashSet::new(),
-                alerts_done: 0,
+                alerts_read: 0,
+                pending: Vec::new(),
                 updated: Instant::now(),
             });
         if entry.updated.elapsed() >= PROGRESS_TTL {
             entry.settled.clear();
-            entry.alerts_done = 0;
+            entry.alerts_read = 0;
+            entry.pending.clear();
         }
         entry.updated = Instant::now();
         change(entry);
@@ -212,18 +219,44 @@ impl<S: SecretSource> App<S> {
             ));
         };
 
-        // Page by page, restoring each page's events before reading the next, so that
-        // what one delivery's time allows is kept, and a retry goes on from there.
+        // The events a failed delivery left first, then page by page from where it
+        // stopped, restoring each page's events before reading the next: what one
+        // delivery's time allows is kept, and a retry goes on from there. A workspace
+        // whose Guance failed in this delivery is asked nothing more until the next.
         let progress = &self.two_way.progress;
-        let resumed_at = progress.alerts_done(&incident_id);
+        let (resumed_at, pending) = progress.resume(&incident_id);
         let mut offset = resumed_at;
         let mut restores: Vec<Restored> = Vec::new();
-        let mut seen: HashSet<GuanceRef> = HashSet::new();
-        let mut all_settled_so_far = true;
+        let mut seen: HashSet<GuanceRef> = pending.iter().cloned().collect();
+        let mut failing: HashSet<String> = HashSet::new();
         let mut stopped: Option<(&'static str, String, Duration)> = None;
+        if !pending.is_empty() {
+            let done = self
+                .restore_page(
+                    two_way,
+                    token,
+                    &incident_id,
+                    pending,
+                    &failing,
+                    deadline,
+                    request_id,
+                )
+                .await;
+            restores.extend(done);
+            note_failing(&restores, &mut failing);
+        }
         loop {
             if offset >= MAX_ALERTS {
                 tracing::error!(request_id, incident_id = %incident_id, alerts = offset, "the incident has more alerts than are read; the rest are not recovered");
+                break;
+            }
+            if Instant::now() >= deadline {
+                stopped = Some((
+                    "pagerduty_api_unavailable",
+                    "the delivery's time ran out before the incident's last alerts were read"
+                        .into(),
+                    Duration::from_secs(5),
+                ));
                 break;
             }
             let page = match self
@@ -267,28 +300,40 @@ impl<S: SecretSource> App<S> {
                 .filter(|event| seen.insert(event.clone()))
                 .collect();
             let done = self
-                .restore_page(two_way, token, &incident_id, events, deadline, request_id)
+                .restore_page(
+                    two_way,
+                    token,
+                    &incident_id,
+                    events,
+                    &failing,
+                    deadline,
+                    request_id,
+                )
                 .await;
-            let page_settled = done.iter().all(|r| !r.outcome.wants_retry());
-            restores.extend(done);
+            note_failing(&done, &mut failing);
             offset += page.alerts.len();
-            all_settled_so_far &= page_settled;
-            if all_settled_so_far {
-                progress.update(&incident_id, |p| p.alerts_done = offset);
-            }
+            let unsettled: Vec<GuanceRef> = done
+                .iter()
+                .filter(|r| r.outcome.wants_retry())
+                .map(|r| r.event.clone())
+                .collect();
+            restores.extend(done);
+            // What was read is kept, the events left unsettled with it.
+            progress.update(&incident_id, |p| {
+                p.alerts_read = offset;
+                p.pending.extend(unsettled);
+            });
             if !page.more {
                 break;
             }
-            if Instant::now() >= deadline {
-                stopped = Some((
-                    "pagerduty_api_unavailable",
-                    "the delivery's time ran out before the incident's last alerts were read"
-                        .into(),
-                    Duration::from_secs(5),
-                ));
-                break;
-            }
         }
+        // The events settled in this delivery leave the pending list.
+        progress.update(&incident_id, |p| {
+            let settled = &p.settled;
+            p.pending.retain(|event| !settled.contains(event));
+            let mut unique = HashSet::new();
+            p.pending.retain(|event| unique.insert(event.clone()));
+        });
 
         for restored in &restores {
             let workspace = restored.event.workspace_uuid.as_str();
@@ -376,12 +421,14 @@ impl<S: SecretSource> App<S> {
     /// Recovers one page's events: the workspaces side by side (one stalled Guance host
     /// never starves another), each workspace's events in turn; a workspace over its
     /// rate limit is asked nothing more in this delivery.
+    #[allow(clippy::too_many_arguments)]
     async fn restore_page(
         &self,
         two_way: &TwoWaySecrets,
         token: &Credential,
         incident_id: &str,
         events: Vec<GuanceRef>,
+        failing: &HashSet<String>,
         deadline: Instant,
         request_id: &str,
     ) -> Vec<Restored> {
@@ -406,7 +453,8 @@ impl<S: SecretSource> App<S> {
         }
         let lanes = lanes.into_iter().filter_map(|(uuid, events)| {
             let workspace = two_way.guance_workspaces.get(&uuid)?;
-            Some(self.restore_lane(workspace, token, incident_id, events, deadline))
+            let failed = failing.contains(&uuid);
+            Some(self.restore_lane(workspace, token, incident_id, events, failed, deadline))
         });
         for restored in futures_util::future::join_all(lanes)
             .await
@@ -436,17 +484,19 @@ impl<S: SecretSource> App<S> {
         done
     }
 
-    /// One workspace's events, in turn.
+    /// One workspace's events, in turn. `failed`: its Guance failed earlier in this
+    /// delivery, so it is asked nothing more until the next.
     async fn restore_lane(
         &self,
         workspace: &GuanceWorkspace,
         token: &Credential,
         incident_id: &str,
         events: Vec<GuanceRef>,
+        failed: bool,
         deadline: Instant,
     ) -> Vec<Restored> {
         let progress = &self.two_way.progress;
-        let mut limited = false;
+        let mut limited = failed;
         let mut done = Vec::with_capacity(events.len());
         for event in events {
             let (outcome, reason, call_ms) = if progress.is_settled(incident_id, &event) {
@@ -454,8 +504,15 @@ impl<S: SecretSource> App<S> {
             } else if limited || Instant::now() >= deadline {
                 (RestoreOutcome::NotAttempted, None, None)
             } else {
-                self.restore_one(workspace, token, &event, deadline, &mut limited)
-                    .await
+                self.restore_one(
+                    workspace,
+                    token,
+                    incident_id,
+                    &event,
+                    deadline,
+                    &mut limited,
+                )
+                .await
             };
             done.push(Restored {
                 event,
@@ -472,6 +529,7 @@ impl<S: SecretSource> App<S> {
         &self,
         workspace: &GuanceWorkspace,
         token: &Credential,
+        incident_id: &str,
         event: &GuanceRef,
         deadline: Instant,
         limited: &mut bool,
@@ -480,7 +538,7 @@ impl<S: SecretSource> App<S> {
         match self
             .two_way
             .pagerduty_rest
-            .open_incident_for_key(token, event_ref, deadline)
+            .open_incident_for_key(token, event_ref, incident_id, deadline)
             .await
         {
             Ok(None) => {}
@@ -522,7 +580,10 @@ impl<S: SecretSource> App<S> {
                 *limited = true;
                 (RestoreOutcome::RateLimited, Some(error_code), ms)
             }
-            Restore::Unavailable { reason } => (RestoreOutcome::Unavailable, Some(reason), ms),
+            Restore::Unavailable { reason } => {
+                *limited = true;
+                (RestoreOutcome::Unavailable, Some(reason), ms)
+            }
             Restore::Refused {
                 status,
                 error_code,
@@ -535,6 +596,18 @@ impl<S: SecretSource> App<S> {
                     ms,
                 )
             }
+        }
+    }
+}
+
+/// The workspaces whose Guance failed (rate limited, down, stalled) among `done`.
+fn note_failing(done: &[Restored], failing: &mut HashSet<String>) {
+    for restored in done {
+        if matches!(
+            restored.outcome,
+            RestoreOutcome::RateLimited | RestoreOutcome::Unavailable
+        ) {
+            failing.insert(restored.event.workspace_uuid.clone());
         }
     }
 }
@@ -609,13 +682,13 @@ mod tests {
             monitor_checker_event_ref: "r".into(),
         };
         progress.update("Q1", |p| _ = p.settled.insert(event.clone()));
-        progress.update("Q1", |p| p.alerts_done = 100);
+        progress.update("Q1", |p| p.alerts_read = 100);
         assert!(progress.is_settled("Q1", &event));
         assert!(
             !progress.is_settled("Q2", &event),
             "the same object in another incident is restored again"
         );
-        assert_eq!(progress.alerts_done("Q1"), 100);
-        assert_eq!(progress.alerts_done("Q2"), 0);
+        assert_eq!(progress.resume("Q1").0, 100);
+        assert_eq!(progress.resume("Q2"), (0, Vec::new()));
     }
 }

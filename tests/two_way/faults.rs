@@ -837,3 +837,129 @@ async fn probe_a_well_signed_delivery_over_max_body_bytes_is_not_a_dropped_4xx()
         answer.text
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Second review (of 665e73b): the `paging_again` check and page-by-page progress
+// ---------------------------------------------------------------------------------------
+
+/// The `paging_again` check asks `GET /incidents?incident_key=<ref>&statuses[]=triggered
+/// &statuses[]=acknowledged&limit=1` and takes any incident found, the one being resolved
+/// included. PagerDuty's list is read moments after the resolve (the webhook follows it
+/// at once); while it still lists the resolving incident as open, the event is settled
+/// as `paging_again`, answered 200 (never retried), and a redelivery finds it settled.
+#[tokio::test]
+async fn probe_the_incident_being_resolved_still_listed_open_is_not_paging_again() {
+    const INCIDENT: &str = "QSELF0000001";
+    let checks = Arc::new(Mutex::new(0usize));
+    let counted = Arc::clone(&checks);
+    let rest = canned(move |target| {
+        if target.starts_with("/incidents?") {
+            let mut n = counted.lock().unwrap();
+            *n += 1;
+            // The first look still shows the incident open (eventual consistency); the
+            // list catches up after that.
+            let incidents = if *n == 1 {
+                json!([{"id": INCIDENT, "type": "incident", "status": "triggered",
+                        "incident_key": "ref-self"}])
+            } else {
+                json!([])
+            };
+            return (
+                200,
+                "application/json",
+                json!({"incidents": incidents, "limit": 1, "offset": 0, "more": false}).to_string(),
+                Duration::ZERO,
+            );
+        }
+        let alert = alert_with(
+            json!({"df_workspace_uuid": WORKSPACE_A, "df_monitor_checker_event_ref": "ref-self"}),
+        );
+        (
+            200,
+            "application/json",
+            alerts_page(vec![alert], 0, false),
+            Duration::ZERO,
+        )
+    })
+    .await;
+    let t = two_way_with(&[]).await;
+    let app = t.app_at(&rest.url, AppOptions::default());
+    let delivery = t.resolved_by_a_person(INCIDENT);
+    let first = call(&app, &delivery).await;
+    let retryable = first.status == 429 || first.status >= 500;
+    // Even a redelivery of the same webhook (PagerDuty sends none after a 200).
+    let again = call(&app, &delivery).await;
+    assert!(
+        retryable || !t.guance.restores().is_empty(),
+        "incident {INCIDENT} itself was taken for a live page of ref-self: answered {} {} \
+         (never retried); a redelivery: {} {}",
+        first.status,
+        first.text,
+        again.status,
+        again.text
+    );
+}
+
+/// Progress (`alerts_done`) only moves past a page whose events all settled, and each
+/// page waits for its slowest lane. One workspace whose Guance host stalls (a site down
+/// for hours) with an event on the first page costs every delivery ~3 s on that page, so
+/// a retry never reaches a later page: a healthy workspace's event there is not restored
+/// while the outage lasts (48 h of 503s, then lost), though nothing stops it.
+#[tokio::test]
+async fn probe_a_stalled_workspace_on_the_first_page_does_not_starve_later_pages() {
+    const TOTAL: usize = 600;
+    let stalled = Stalled::start();
+    let rest = canned(|target| {
+        if target.starts_with("/incidents?") {
+            return (
+                200,
+                "application/json",
+                json!({"incidents": [], "limit": 1, "offset": 0, "more": false}).to_string(),
+                Duration::ZERO,
+            );
+        }
+        let offset: usize = target
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix("offset="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let alerts: Vec<Value> = (offset..(offset + 100).min(TOTAL))
+            .map(|n| match n {
+                1 => alert_with(json!({"df_workspace_uuid": WORKSPACE_STALLED_1,
+                                       "df_monitor_checker_event_ref": "ref-down"})),
+                503 => alert_with(json!({"df_workspace_uuid": WORKSPACE_A,
+                                         "df_monitor_checker_event_ref": "ref-late"})),
+                _ => alert_with(json!({"source": "grouped", "n": n})),
+            })
+            .collect();
+        (
+            200,
+            "application/json",
+            alerts_page(alerts, offset, offset + 100 < TOTAL),
+            Duration::from_millis(300),
+        )
+    })
+    .await;
+    let t = two_way_with(&[(WORKSPACE_STALLED_1, stalled.endpoint.clone())]).await;
+    let app = t.app_at(&rest.url, AppOptions::default());
+    let delivery = t.resolved_by_a_person("QSTARVED0001");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let answer = call(&app, &delivery).await;
+        statuses.push(answer.status);
+    }
+    let pages: Vec<String> = rest
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.contains("/alerts"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        t.guance.restores().len(),
+        1,
+        "ref-late (page 6, a healthy workspace) never restored in 4 deliveries: {statuses:?}; \
+         pages read: {pages:?}"
+    );
+}
