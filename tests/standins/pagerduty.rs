@@ -1097,3 +1097,580 @@ async fn a_ping_is_a_signed_pagey_ping() {
         404
     );
 }
+
+// ----- services and integrations (make setup) ---------------------------------------------
+
+/// `POST /services/{id}/integrations` with an Events API v2 integration.
+fn integration_body(name: Option<&str>) -> Value {
+    let mut integration = json!({"type": "events_api_v2_inbound_integration"});
+    if let Some(name) = name {
+        integration["name"] = json!(name);
+    }
+    json!({ "integration": integration })
+}
+
+fn is_integration_key(key: &str) -> bool {
+    key.len() == 32
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_lists_integration_references_unless_they_are_included() {
+    let standin = standin().await;
+    let service = standin.add_service("Guance alerts");
+    assert_eq!(service, "PSRV001");
+    assert_eq!(standin.add_service("Billing"), "PSRV002");
+
+    let shown = get(&standin, &format!("/services/{service}")).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let body = &shown.body["service"];
+    assert_eq!(body["id"], service.as_str());
+    assert_eq!(body["type"], "service");
+    assert_eq!(body["name"], "Guance alerts");
+    assert_eq!(body["summary"], "Guance alerts");
+    assert_eq!(body["status"], "active");
+    assert_eq!(body["alert_creation"], "create_alerts_and_incidents");
+    assert_eq!(
+        body["self"],
+        format!("{}/services/{service}", standin.api_url())
+    );
+    assert!(body["html_url"].is_string());
+    assert_eq!(
+        body["escalation_policy"]["type"],
+        "escalation_policy_reference"
+    );
+    assert_eq!(body["integrations"], json!([]));
+
+    let created = post(
+        &standin,
+        &format!("/services/{service}/integrations"),
+        integration_body(Some("Guance")),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let integration_id = created.body["integration"]["id"].as_str().unwrap();
+    let key = created.body["integration"]["integration_key"]
+        .as_str()
+        .unwrap();
+
+    // Without include[]: references, no key.
+    let shown = get(&standin, &format!("/services/{service}")).await;
+    let references = shown.body["service"]["integrations"].as_array().unwrap();
+    assert_eq!(references.len(), 1);
+    let reference = &references[0];
+    assert_eq!(reference["id"], integration_id);
+    assert_eq!(
+        reference["type"],
+        "events_api_v2_inbound_integration_reference"
+    );
+    assert_eq!(reference["summary"], "Guance");
+    assert_eq!(
+        reference["self"],
+        format!(
+            "{}/services/{service}/integrations/{integration_id}",
+            standin.api_url()
+        )
+    );
+    assert!(reference.get("integration_key").is_none(), "{reference}");
+
+    // With include[]=integrations (raw or percent-encoded, as Python's requests sends it):
+    // the full integration, key included.
+    for query in [
+        "include[]=integrations",
+        "include%5B%5D=integrations",
+        "include[]=teams&include[]=integrations",
+    ] {
+        let shown = get(&standin, &format!("/services/{service}?{query}")).await;
+        assert_eq!(shown.status, 200, "{query}: {}", shown.body);
+        let full = &shown.body["service"]["integrations"][0];
+        assert_eq!(full["type"], "events_api_v2_inbound_integration", "{query}");
+        assert_eq!(full["name"], "Guance");
+        assert_eq!(full["integration_key"], key);
+        assert_eq!(full["service"]["id"], service.as_str());
+    }
+    // Only teams included: still references.
+    let teams = get(&standin, &format!("/services/{service}?include[]=teams")).await;
+    assert_eq!(
+        teams.body["service"]["integrations"][0]["type"],
+        "events_api_v2_inbound_integration_reference"
+    );
+    // The other service holds none.
+    let other = get(&standin, "/services/PSRV002?include[]=integrations").await;
+    assert_eq!(other.body["service"]["integrations"], json!([]));
+
+    // An unknown service, PagerDuty's error shape; a misspelt include is refused.
+    let unknown = get(&standin, "/services/PNOSUCH").await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(
+        unknown.body,
+        json!({"error": {"message": "Not Found", "code": 2100}})
+    );
+    for bad in ["include[]=integration", "include=integrations"] {
+        let refused = get(&standin, &format!("/services/{service}?{bad}")).await;
+        assert_eq!(refused.status, 400, "{bad}");
+        assert_eq!(refused.body["error"]["code"], 2001, "{bad}");
+        assert!(refused.body["error"]["errors"][0].is_string(), "{bad}");
+    }
+    // Authentication and the media type, as everywhere.
+    let anonymous = rest(
+        &standin,
+        reqwest::Method::GET,
+        &format!("/services/{service}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.body["error"]["code"], 2006);
+    let plain = http()
+        .get(format!("{}/services/{service}", standin.api_url()))
+        .header("authorization", format!("Token token={TOKEN}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 406);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_are_listed_by_name_filtered_by_query_and_paged() {
+    let standin = standin().await;
+    for name in [
+        "Payments",
+        "guance-pagerduty",
+        "Billing",
+        "Guance staging",
+        "Web",
+    ] {
+        standin.add_service(name);
+    }
+    let names = |body: &Value| -> Vec<String> {
+        body["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = get(&standin, "/services").await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert_eq!(
+        names(&all.body),
+        [
+            "Billing",
+            "Guance staging",
+            "guance-pagerduty",
+            "Payments",
+            "Web"
+        ]
+    );
+    assert_eq!(
+        (
+            all.body["limit"].clone(),
+            all.body["offset"].clone(),
+            all.body["more"].clone(),
+            all.body["total"].clone()
+        ),
+        (json!(25), json!(0), json!(false), Value::Null)
+    );
+    assert_eq!(all.body["services"][0]["type"], "service");
+
+    // `query` keeps the names containing it, whatever the case; spaces as + or %20.
+    let guance = get(&standin, "/services?query=GUANCE").await;
+    assert_eq!(names(&guance.body), ["Guance staging", "guance-pagerduty"]);
+    for query in ["query=guance+staging", "query=guance%20staging"] {
+        let one = get(&standin, &format!("/services?{query}")).await;
+        assert_eq!(names(&one.body), ["Guance staging"], "{query}");
+    }
+    let none = get(&standin, "/services?query=nothing-like-it").await;
+    assert_eq!(none.body["services"], json!([]));
+    assert_eq!(none.body["more"], false);
+
+    // Paged like every list, sorted as asked.
+    let first = get(&standin, "/services?limit=2&total=true").await;
+    assert_eq!(names(&first.body), ["Billing", "Guance staging"]);
+    assert_eq!(first.body["more"], true);
+    assert_eq!(first.body["total"], 5);
+    let last = get(&standin, "/services?limit=2&offset=4").await;
+    assert_eq!(names(&last.body), ["Web"]);
+    assert_eq!(last.body["more"], false);
+    let descending = get(&standin, "/services?sort_by=name:desc&limit=1").await;
+    assert_eq!(names(&descending.body), ["Web"]);
+    for bad in [
+        "limit=101",
+        "offset=x",
+        "sort_by=created_at",
+        "include[]=vendors",
+    ] {
+        let refused = get(&standin, &format!("/services?{bad}")).await;
+        assert_eq!(refused.status, 400, "{bad}");
+        assert_eq!(refused.body["error"]["message"], "Invalid Input Provided");
+    }
+    // The stand-in's services belong to no team.
+    let team = get(&standin, "/services?team_ids[]=PTEAM01").await;
+    assert_eq!(team.body["services"], json!([]));
+
+    // include[]=integrations embeds the keys in the list too.
+    let id = standin.services()[1].id.clone(); // guance-pagerduty
+    let made = standin.add_integration(&id, "events_api_v2_inbound_integration", "Guance");
+    let plain = get(&standin, "/services?query=guance-pagerduty").await;
+    assert_eq!(
+        plain.body["services"][0]["integrations"][0]["type"],
+        "events_api_v2_inbound_integration_reference"
+    );
+    let included = get(
+        &standin,
+        "/services?query=guance-pagerduty&include[]=integrations",
+    )
+    .await;
+    assert_eq!(
+        included.body["services"][0]["integrations"][0]["integration_key"],
+        made.integration_key.unwrap().as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integration_is_created_with_a_key_and_shown_again() {
+    let standin = standin().await;
+    let service = standin.add_service("Guance alerts");
+    let path = format!("/services/{service}/integrations");
+    let created = post(
+        &standin,
+        &path,
+        integration_body(Some("Guance (guance-pagerduty)")),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let integration = &created.body["integration"];
+    let id = integration["id"].as_str().unwrap().to_owned();
+    assert_eq!(integration["type"], "events_api_v2_inbound_integration");
+    assert_eq!(integration["name"], "Guance (guance-pagerduty)");
+    assert_eq!(integration["summary"], "Guance (guance-pagerduty)");
+    assert_eq!(
+        integration["self"],
+        format!("{}{path}/{id}", standin.api_url())
+    );
+    assert!(integration["html_url"].is_string());
+    assert!(integration["created_at"].is_string());
+    assert_eq!(
+        integration["service"],
+        json!({
+            "id": service,
+            "type": "service_reference",
+            "summary": "Guance alerts",
+            "self": format!("{}/services/{service}", standin.api_url()),
+            "html_url": format!("{}/web/services/{service}", standin.api_url()),
+        })
+    );
+    let key = integration["integration_key"].as_str().unwrap().to_owned();
+    assert!(is_integration_key(&key), "{key}");
+
+    // The body may name its service (PagerDuty's own example does); no name gives the
+    // web app's default; every key differs.
+    let named = post(
+        &standin,
+        &path,
+        json!({"integration": {
+            "type": "events_api_v2_inbound_integration",
+            "service": {"id": service, "type": "service_reference"},
+        }}),
+    )
+    .await;
+    assert_eq!(named.status, 201, "{}", named.body);
+    assert_eq!(named.body["integration"]["name"], "Events API V2");
+    let second_key = named.body["integration"]["integration_key"]
+        .as_str()
+        .unwrap();
+    assert!(is_integration_key(second_key));
+    assert_ne!(second_key, key);
+    // An email integration has an address, not a key.
+    let email = post(
+        &standin,
+        &path,
+        json!({"integration": {"type": "generic_email_inbound_integration", "name": "Mail"}}),
+    )
+    .await;
+    assert_eq!(email.status, 201, "{}", email.body);
+    assert!(email.body["integration"]["integration_email"]
+        .as_str()
+        .unwrap()
+        .contains('@'));
+    assert!(email.body["integration"].get("integration_key").is_none());
+
+    // Shown again, the same; `include[]=services` gives the full service.
+    let shown = get(&standin, &format!("{path}/{id}")).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(shown.body["integration"], created.body["integration"]);
+    let with_service = get(&standin, &format!("{path}/{id}?include[]=services")).await;
+    assert_eq!(
+        with_service.body["integration"]["service"]["type"],
+        "service"
+    );
+    assert_eq!(
+        with_service.body["integration"]["service"]["integrations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        get(&standin, &format!("{path}/{id}?include[]=integrations"))
+            .await
+            .status,
+        400
+    );
+
+    // The helper sees what the API made, key and all.
+    let integrations = standin.integrations(&service);
+    assert_eq!(integrations.len(), 3);
+    assert_eq!(integrations[0].id, id);
+    assert_eq!(integrations[0].service_id, service);
+    assert_eq!(
+        integrations[0].integration_type,
+        "events_api_v2_inbound_integration"
+    );
+    assert_eq!(integrations[0].name, "Guance (guance-pagerduty)");
+    assert_eq!(
+        integrations[0].integration_key.as_deref(),
+        Some(key.as_str())
+    );
+    assert_eq!(integrations[2].integration_key, None);
+    assert!(integrations[2].integration_email.is_some());
+
+    // Unknown integration, unknown service, or an integration asked of another service.
+    let other = standin.add_service("Other");
+    assert!(standin.integrations(&other).is_empty());
+    for missing in [
+        format!("{path}/PNOSUCH"),
+        format!("/services/PNOSUCH/integrations/{id}"),
+        format!("/services/{other}/integrations/{id}"),
+    ] {
+        let answer = get(&standin, &missing).await;
+        assert_eq!(answer.status, 404, "{missing}");
+        assert_eq!(answer.body["error"]["code"], 2100, "{missing}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_integration_request_is_refused_and_creates_nothing() {
+    let standin = standin().await;
+    let service = standin.add_service("Guance alerts");
+    let path = format!("/services/{service}/integrations");
+    let refused = [
+        json!({"type": "events_api_v2_inbound_integration"}), // not wrapped
+        json!({"integration": "events_api_v2_inbound_integration"}),
+        json!({"integration": {"name": "Guance"}}), // no type
+        json!({"integration": {"type": "events_api_v2_inbound_integration_reference"}}),
+        json!({"integration": {"type": "events_api_v2"}}),
+        json!({"integration": {"type": "events_api_v2_inbound_integration", "name": 7}}),
+        json!({"integration": {"type": "events_api_v2_inbound_integration", "name": ["a"]}}),
+        json!({"integration": {"type": "events_api_v2_inbound_integration",
+            "service": {"id": "PSRV999", "type": "service_reference"}}}),
+        json!({"integration": {"type": "events_api_v2_inbound_integration", "service": service}}),
+        json!({"integration": {"type": "events_api_v2_inbound_integration",
+            "vendor": {"id": "PAM4FGS"}}}),
+    ];
+    for body in refused {
+        let answer = post(&standin, &path, body.clone()).await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        assert_eq!(
+            answer.body["error"]["message"], "Invalid Input Provided",
+            "{body}"
+        );
+        assert_eq!(answer.body["error"]["code"], 2001, "{body}");
+        let errors = answer.body["error"]["errors"].as_array().unwrap();
+        assert!(
+            !errors.is_empty() && errors.iter().all(Value::is_string),
+            "{body}"
+        );
+    }
+    let garbled = http()
+        .post(format!("{}{path}", standin.api_url()))
+        .header("accept", REST_ACCEPT)
+        .header("authorization", format!("Token token={TOKEN}"))
+        .header("content-type", "application/json")
+        .body("{\"integration\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbled.status(), 400);
+
+    // An unknown service is 404, whatever the body.
+    let unknown = post(
+        &standin,
+        "/services/PNOSUCH/integrations",
+        integration_body(None),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(
+        unknown.body,
+        json!({"error": {"message": "Not Found", "code": 2100}})
+    );
+    // No token or a wrong one: 401 before anything else.
+    for token in [None, Some("wrong-token")] {
+        let answer = rest(
+            &standin,
+            reqwest::Method::POST,
+            &path,
+            token,
+            Some(integration_body(None)),
+        )
+        .await;
+        assert_eq!(answer.status, 401, "{token:?}");
+    }
+    assert!(standin.integrations(&service).is_empty());
+
+    // Every one of them was recorded.
+    let requests = standin.rest_requests();
+    assert_eq!(requests.len(), 14);
+    assert!(requests.iter().all(|r| r.method == "POST"));
+    assert_eq!(
+        requests.iter().filter(|r| !r.authorized).count(),
+        2,
+        "{requests:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_integration_key_opens_incidents_on_its_service() {
+    let standin = standin().await;
+    let service = standin.add_service("Guance alerts");
+    let other = standin.add_service("Other");
+    let created = post(
+        &standin,
+        &format!("/services/{service}/integrations"),
+        integration_body(Some("Guance")),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let integration_id = created.body["integration"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = created.body["integration"]["integration_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A key of another type keeps the old rule (a service derived from the key).
+    let v1 = standin.add_integration(&other, "generic_events_api_inbound_integration", "v1");
+    let v1_key = v1.integration_key.unwrap();
+
+    let receiver = Receiver::start().await;
+    subscribe(
+        &standin,
+        &receiver.url(),
+        json!(["incident.resolved"]),
+        json!({"type": "service_reference", "id": service}),
+    )
+    .await;
+
+    send(&standin, &key, "trigger", "guance-setup-proof").await;
+    send(&standin, &v1_key, "trigger", "v1-event").await;
+    send(&standin, ROUTING_KEY, "trigger", "ref-1").await;
+    let incidents = standin.incidents();
+    assert_eq!(incidents.len(), 3);
+    assert_eq!(incidents[0].service_id, service);
+    assert_eq!(incidents[1].service_id, service_id_for(&v1_key));
+    assert_eq!(incidents[2].service_id, service_id_for(ROUTING_KEY));
+
+    // The proof step: by dedup key, on that service.
+    let proof = format!("/incidents?incident_key=guance-setup-proof&service_ids[]={service}");
+    let found = get(&standin, &proof).await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    let list = found.body["incidents"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    let incident = &list[0];
+    assert_eq!(incident["status"], "triggered");
+    assert_eq!(incident["incident_key"], "guance-setup-proof");
+    assert_eq!(incident["service"]["id"], service.as_str());
+    assert_eq!(incident["service"]["summary"], "Guance alerts");
+    let html_url = incident["html_url"].as_str().unwrap();
+    assert!(
+        html_url.ends_with(&format!("/incidents/{}", incidents[0].id)),
+        "{html_url}"
+    );
+    // The same key on another service, or another service's key: nothing.
+    let elsewhere = get(
+        &standin,
+        &format!("/incidents?incident_key=guance-setup-proof&service_ids[]={other}"),
+    )
+    .await;
+    assert_eq!(elsewhere.body["incidents"], json!([]));
+    let encoded = get(
+        &standin,
+        &format!("/incidents?incident_key=guance-setup-proof&service_ids%5B%5D={service}"),
+    )
+    .await;
+    assert_eq!(encoded.body["incidents"].as_array().unwrap().len(), 1);
+    // Several service ids: any of them.
+    let either = get(
+        &standin,
+        &format!(
+            "/incidents?service_ids[]={other}&service_ids[]={}",
+            service_id_for(ROUTING_KEY)
+        ),
+    )
+    .await;
+    let keys: Vec<&str> = either.body["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["incident_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["ref-1"]);
+    // The service shows its latest incident.
+    let shown = get(&standin, &format!("/services/{service}")).await;
+    assert!(shown.body["service"]["last_incident_timestamp"].is_string());
+
+    // The recovery with the same key resolves it, and the webhook names the integration.
+    send(&standin, &key, "resolve", "guance-setup-proof").await;
+    let resolved = get(&standin, &format!("{proof}&statuses[]=resolved")).await;
+    assert_eq!(resolved.body["incidents"][0]["status"], "resolved");
+    let open = get(&standin, &format!("{proof}&statuses[]=triggered")).await;
+    assert_eq!(open.body["incidents"], json!([]));
+    assert!(standin.webhooks_settled(Duration::from_secs(10)).await);
+    let got = receiver.got();
+    assert_eq!(got.len(), 1);
+    let delivery: Value = serde_json::from_slice(&got[0].1).unwrap();
+    let agent = &delivery["event"]["agent"];
+    assert_eq!(agent["type"], "inbound_integration_reference");
+    assert_eq!(agent["id"], integration_id.as_str());
+    assert_eq!(agent["summary"], "Guance");
+    assert_eq!(delivery["event"]["data"]["service"]["id"], service.as_str());
+
+    // A revoked created key is refused like any other.
+    standin.revoke_key(&key);
+    let refused = http()
+        .post(standin.events_url())
+        .body(
+            json!({"routing_key": key, "event_action": "trigger", "dedup_key": "again",
+                "payload": {"summary": "s", "source": "h", "severity": "error"}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+
+    // Every REST request was recorded, in order, query strings and all.
+    let paths: Vec<(String, String)> = standin
+        .rest_requests()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect();
+    assert_eq!(
+        paths[0],
+        (
+            "POST".to_owned(),
+            format!("/services/{service}/integrations")
+        )
+    );
+    assert_eq!(
+        paths[1],
+        ("POST".to_owned(), "/webhook_subscriptions".to_owned())
+    );
+    assert_eq!(paths[2], ("GET".to_owned(), proof.clone()));
+}

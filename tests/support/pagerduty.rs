@@ -11,6 +11,13 @@
 //! `inbound_integration_reference` when an Events API resolve closed it (the bridge's own
 //! resolve), with a person's agent when `POST /_resolve` closed it (someone in PagerDuty).
 //!
+//! For `make setup` it also keeps services and their integrations: `GET /services` (with
+//! `query=`), `GET /services/{id}` (with `include[]=integrations`), `POST
+//! /services/{id}/integrations` and `GET /services/{id}/integrations/{integration_id}`. The
+//! integration key of an Events API v2 integration made there routes events to its service;
+//! any other routing key still opens incidents on a service derived from the key
+//! (`service_id_for`).
+//!
 //! Used by the integration tests and, through `examples/pagerduty-standin.rs`, by
 //! `make demo` and `make bench`.
 
@@ -711,6 +718,8 @@ struct Rest {
     retry: WebhookRetry,
     in_flight: usize,
     next_subscription: u64,
+    services: Vec<ServiceRecord>,
+    integrations: Vec<Integration>,
 }
 
 struct IncidentRecord {
@@ -1125,7 +1134,7 @@ fn incident_json(rest: &Rest, incident: &IncidentRecord) -> Value {
         "incident_key": incident.incident_key,
         "created_at": incident.created_at,
         "title": incident.title,
-        "service": service_reference(api, &incident.service_id),
+        "service": service_ref(rest, &incident.service_id),
         "assignees": [],
         "escalation_policy": escalation_policy(api),
         "teams": [],
@@ -1149,7 +1158,7 @@ fn alert_json(rest: &Rest, alert: &AlertRecord) -> Value {
         "created_at": alert.created_at,
         "severity": alert.severity,
         "suppressed": false,
-        "service": service_reference(api, &alert.service_id),
+        "service": service_ref(rest, &alert.service_id),
         "incident": incident_reference(api, &alert.incident_id),
         "body": {
             "type": "alert_body",
@@ -1210,7 +1219,7 @@ fn open_alert(state: &mut State, routing_key: &str, dedup_key: &str, event: &Val
     if rest.open.contains_key(&key) {
         return;
     }
-    let service_id = service_id_for(routing_key);
+    let service_id = service_for_key(rest, routing_key);
     let number = rest.incidents.len() as u64 + 1;
     let incident_id = format!("Q{number:010}");
     let now = rfc3339(std::time::SystemTime::now(), false);
@@ -1278,12 +1287,29 @@ fn resolve_alert_by_integration(
         return Vec::new();
     }
     incident.status = "resolved".into();
-    outbound_for(
-        rest,
-        &incident_id,
-        "incident.resolved",
-        Some("inbound_integration_reference"),
-    )
+    let service_id = incident.service_id.clone();
+    let agent = match rest
+        .integrations
+        .iter()
+        .find(|i| i.routes_events_v2() && i.integration_key.as_deref() == Some(routing_key))
+    {
+        Some(integration) => {
+            let (self_url, html_url) = integration_urls(rest, integration);
+            json!({
+                "id": integration.id,
+                "type": "inbound_integration_reference",
+                "summary": integration.name,
+                "self": self_url,
+                "html_url": html_url,
+            })
+        }
+        None => agent(
+            &rest.api,
+            Some("inbound_integration_reference"),
+            &service_id,
+        ),
+    };
+    outbound_with_agent(rest, &incident_id, "incident.resolved", agent)
 }
 
 /// Resolves an incident as a person (or a merge) does in PagerDuty: every alert resolves
@@ -1379,12 +1405,26 @@ fn outbound_for(
     let Some(incident) = rest.incidents.iter().find(|i| i.id == incident_id) else {
         return Vec::new();
     };
+    let agent = agent(&rest.api, agent_type, &incident.service_id);
+    outbound_with_agent(rest, incident_id, event_type, agent)
+}
+
+/// The signed deliveries of one incident event whose `event.agent` is `agent`.
+fn outbound_with_agent(
+    rest: &Rest,
+    incident_id: &str,
+    event_type: &str,
+    agent: Value,
+) -> Vec<Outbound> {
+    let Some(incident) = rest.incidents.iter().find(|i| i.id == incident_id) else {
+        return Vec::new();
+    };
     let event_id = ulid_like(&random_bytes(16));
     let delivery = envelope(
         &event_id,
         event_type,
         &rfc3339(std::time::SystemTime::now(), true),
-        agent(&rest.api, agent_type, &incident.service_id),
+        agent,
         incident_json(rest, incident),
     );
     rest.subscriptions
@@ -1680,11 +1720,7 @@ async fn serve_rest(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Ans
         // `incident_key` matches incidents whose alerts have that `alert_key` (PagerDuty's
         // reference for `GET /incidents`); `statuses[]` filters by status.
         ["incidents"] if get => {
-            let parsed = reqwest::Url::parse(&format!("http://standin/?{query}")).unwrap();
-            let pairs: Vec<(String, String)> = parsed
-                .query_pairs()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
+            let pairs = query_pairs(&query);
             let key = pairs
                 .iter()
                 .find(|(k, _)| k == "incident_key")
@@ -1692,6 +1728,13 @@ async fn serve_rest(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Ans
             let statuses: Vec<&str> = pairs
                 .iter()
                 .filter(|(k, _)| k == "statuses[]")
+                .map(|(_, v)| v.as_str())
+                .collect();
+            // `service_ids[]`: "Returns only the incidents associated with the passed
+            // service(s)" (the REST reference's `incident_services` parameter).
+            let service_ids: Vec<&str> = pairs
+                .iter()
+                .filter(|(k, _)| k == "service_ids[]")
                 .map(|(_, v)| v.as_str())
                 .collect();
             if let Some(bad) = statuses
@@ -1706,6 +1749,7 @@ async fn serve_rest(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Ans
                 .incidents
                 .iter()
                 .filter(|i| statuses.is_empty() || statuses.contains(&i.status.as_str()))
+                .filter(|i| service_ids.is_empty() || service_ids.contains(&i.service_id.as_str()))
                 .filter(|i| {
                     key.as_ref().is_none_or(|key| {
                         rest.alerts
@@ -1740,6 +1784,12 @@ async fn serve_rest(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Ans
                 .map(|a| alert_json(rest, a))
                 .collect();
             page("alerts", alerts, &query)
+        }
+        ["services"] if get => list_services(&state, &query),
+        ["services", id] if get => show_service(&state, id, &query),
+        ["services", id, "integrations"] if post => create_integration_request(&state, id, &body),
+        ["services", id, "integrations", integration_id] if get => {
+            show_integration(&state, id, integration_id, &query)
         }
         ["webhook_subscriptions"] if get => {
             let state = state.lock().unwrap();
@@ -1938,6 +1988,560 @@ fn validate_subscription(body: &[u8]) -> Result<Subscription, Vec<String>> {
         custom_headers,
         temporarily_disabled: false,
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// Services and their integrations, for `make setup`. Built from PagerDuty's REST API
+// reference (the OpenAPI document in github.com/PagerDuty/api-schema,
+// reference/REST/openapiv3.json): `listServices` (`GET /services`: `query`, `limit`,
+// `offset`, `total`, `sort_by` name|name:asc|name:desc, `include[]` escalation_policies|
+// teams|integrations), `getService` (`GET /services/{id}`: 200 `{"service": Service}`,
+// 404 NotFound), `createServiceIntegration` (`POST /services/{id}/integrations`: body
+// `{"integration": Integration}`, 201 `{"integration": Integration}`, 400 ArgumentError),
+// `getServiceIntegration` (`GET /services/{id}/integrations/{integration_id}`, `include[]`
+// services|vendors); the Service example there (`type: "service"`, `integrations` as
+// `<type>_reference` references, `status`, `alert_creation`, `escalation_policy`, ...); and
+// the developer docs' REST pages: 13-Includes.md (`include[]` turns references into full
+// objects), 11-References.md (a reference's `id`, `type`, `summary`, `self`, `html_url`),
+// 14-Errors.md (`{"error": {"message", "code", "errors"}}`; 2001 Invalid Input Provided,
+// 2100 Not Found). The integration types are those PagerDuty's Terraform provider accepts
+// (pagerduty_service_integration's `type`); integration keys are 32 characters
+// (Events API v2 docs, 02-Trigger-Events.md: "the 32 character Integration Key"), lowercase
+// hex as the service keys in PagerDuty's own examples (`73c3047621974a99a83e91babdd4a2ba`).
+// ---------------------------------------------------------------------------------------
+
+/// The integration types `POST /services/{id}/integrations` takes.
+pub const INTEGRATION_TYPES: &[&str] = &[
+    "aws_cloudwatch_inbound_integration",
+    "cloudkick_inbound_integration",
+    "event_transformer_api_inbound_integration",
+    "events_api_v2_inbound_integration",
+    "generic_email_inbound_integration",
+    "generic_events_api_inbound_integration",
+    "keynote_inbound_integration",
+    "nagios_inbound_integration",
+    "pingdom_inbound_integration",
+    "sql_monitor_inbound_integration",
+];
+
+/// `include[]` values of `GET /services` and `GET /services/{id}` (`include_services`;
+/// `auto_pause_notifications_parameters` is newer). Only `integrations` changes the
+/// answer here: the stand-in's escalation policy and teams stay references.
+const SERVICE_INCLUDES: &[&str] = &[
+    "escalation_policies",
+    "teams",
+    "integrations",
+    "auto_pause_notifications_parameters",
+];
+
+/// `include[]` values of `GET /services/{id}/integrations/{integration_id}`.
+const INTEGRATION_INCLUDES: &[&str] = &["services", "vendors"];
+
+/// A service as the tests see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+}
+
+/// An integration on a service, key included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Integration {
+    pub id: String,
+    pub service_id: String,
+    /// `events_api_v2_inbound_integration`, ...
+    pub integration_type: String,
+    pub name: String,
+    /// 32 lowercase hex characters; `None` for an email integration.
+    pub integration_key: Option<String>,
+    /// Only for `generic_email_inbound_integration`.
+    pub integration_email: Option<String>,
+    pub created_at: String,
+}
+
+impl Integration {
+    /// Whether Events API v2 events sent with its key land on its service (the stand-in
+    /// routes only Events API v2 integrations' keys; any other key keeps the old rule).
+    fn routes_events_v2(&self) -> bool {
+        self.integration_type == "events_api_v2_inbound_integration"
+    }
+}
+
+struct ServiceRecord {
+    id: String,
+    name: String,
+    created_at: String,
+}
+
+impl StandIn {
+    /// Adds a service named `name` (as someone does in PagerDuty's web app) and returns its
+    /// id (`PSRV001`, `PSRV002`, ...). Panics if a service already has that name (PagerDuty
+    /// keeps service names unique).
+    pub fn add_service(&self, name: &str) -> String {
+        let mut state = self.state.lock().unwrap();
+        let rest = &mut state.rest;
+        assert!(
+            !rest.services.iter().any(|s| s.name == name),
+            "a service named {name:?} exists already"
+        );
+        let id = format!("PSRV{:03}", rest.services.len() + 1);
+        rest.services.push(ServiceRecord {
+            id: id.clone(),
+            name: name.to_owned(),
+            created_at: rfc3339(std::time::SystemTime::now(), false),
+        });
+        id
+    }
+
+    /// Every service added, oldest first.
+    pub fn services(&self) -> Vec<Service> {
+        let state = self.state.lock().unwrap();
+        state
+            .rest
+            .services
+            .iter()
+            .map(|s| Service {
+                id: s.id.clone(),
+                name: s.name.clone(),
+            })
+            .collect()
+    }
+
+    /// Adds an integration to a service as `POST /services/{id}/integrations` does (for a
+    /// test that starts from one made earlier). Panics for an unknown service or type.
+    pub fn add_integration(
+        &self,
+        service_id: &str,
+        integration_type: &str,
+        name: &str,
+    ) -> Integration {
+        assert!(
+            INTEGRATION_TYPES.contains(&integration_type),
+            "unknown integration type {integration_type}"
+        );
+        let mut state = self.state.lock().unwrap();
+        assert!(
+            state.rest.services.iter().any(|s| s.id == service_id),
+            "no service {service_id} in the stand-in"
+        );
+        new_integration(
+            &mut state.rest,
+            service_id,
+            integration_type,
+            Some(name),
+            None,
+        )
+    }
+
+    /// The integrations of a service, oldest first.
+    pub fn integrations(&self, service_id: &str) -> Vec<Integration> {
+        let state = self.state.lock().unwrap();
+        state
+            .rest
+            .integrations
+            .iter()
+            .filter(|i| i.service_id == service_id)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The service events sent with `routing_key` land on: the service of the Events API v2
+/// integration whose key it is, else one derived from the key.
+fn service_for_key(rest: &Rest, routing_key: &str) -> String {
+    rest.integrations
+        .iter()
+        .find(|i| i.routes_events_v2() && i.integration_key.as_deref() == Some(routing_key))
+        .map_or_else(|| service_id_for(routing_key), |i| i.service_id.clone())
+}
+
+fn new_integration(
+    rest: &mut Rest,
+    service_id: &str,
+    integration_type: &str,
+    name: Option<&str>,
+    email: Option<&str>,
+) -> Integration {
+    let id = format!("PINT{:03}", rest.integrations.len() + 1);
+    let name = match name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => name.to_owned(),
+        None => default_integration_name(integration_type).to_owned(),
+    };
+    let email_type = integration_type == "generic_email_inbound_integration";
+    let integration = Integration {
+        integration_key: (!email_type).then(|| hex(&random_bytes(16))),
+        integration_email: email_type.then(|| match email {
+            Some(email) => email.to_owned(),
+            None => format!("{}@standin.pagerduty.com", id.to_lowercase()),
+        }),
+        id,
+        service_id: service_id.to_owned(),
+        integration_type: integration_type.to_owned(),
+        name,
+        created_at: rfc3339(std::time::SystemTime::now(), false),
+    };
+    rest.integrations.push(integration.clone());
+    integration
+}
+
+/// The name PagerDuty's web app proposes for a new integration of a type.
+fn default_integration_name(integration_type: &str) -> &'static str {
+    match integration_type {
+        "events_api_v2_inbound_integration" => "Events API V2",
+        "generic_events_api_inbound_integration" => "Events API V1",
+        "generic_email_inbound_integration" => "Email",
+        "aws_cloudwatch_inbound_integration" => "Amazon CloudWatch",
+        "event_transformer_api_inbound_integration" => "Custom Event Transformer",
+        "cloudkick_inbound_integration" => "Cloudkick",
+        "keynote_inbound_integration" => "Keynote",
+        "nagios_inbound_integration" => "Nagios",
+        "pingdom_inbound_integration" => "Pingdom",
+        _ => "SQL Monitor",
+    }
+}
+
+/// A service reference naming a service the stand-in keeps, else the default summary.
+fn service_ref(rest: &Rest, service_id: &str) -> Value {
+    match rest.services.iter().find(|s| s.id == service_id) {
+        Some(service) => reference(
+            &rest.api,
+            "service_reference",
+            "services",
+            service_id,
+            &service.name,
+        ),
+        None => service_reference(&rest.api, service_id),
+    }
+}
+
+fn integration_urls(rest: &Rest, integration: &Integration) -> (String, String) {
+    let path = format!(
+        "services/{}/integrations/{}",
+        integration.service_id, integration.id
+    );
+    (
+        format!("{}/{path}", rest.api),
+        format!("{}/web/{path}", rest.api),
+    )
+}
+
+/// `<type>_reference`, as a service lists its integrations unless they are included.
+fn integration_reference(rest: &Rest, integration: &Integration) -> Value {
+    let (self_url, html_url) = integration_urls(rest, integration);
+    json!({
+        "id": integration.id,
+        "type": format!("{}_reference", integration.integration_type),
+        "summary": integration.name,
+        "self": self_url,
+        "html_url": html_url,
+    })
+}
+
+/// The full Integration (the create and show answers' shape).
+fn integration_json(rest: &Rest, integration: &Integration, service: Value) -> Value {
+    let (self_url, html_url) = integration_urls(rest, integration);
+    let mut shown = json!({
+        "id": integration.id,
+        "type": integration.integration_type,
+        "summary": integration.name,
+        "self": self_url,
+        "html_url": html_url,
+        "name": integration.name,
+        "service": service,
+        "created_at": integration.created_at,
+        "vendor": null,
+    });
+    if let Some(key) = &integration.integration_key {
+        shown["integration_key"] = json!(key);
+    }
+    if let Some(email) = &integration.integration_email {
+        shown["integration_email"] = json!(email);
+    }
+    shown
+}
+
+/// The full Service; its `integrations` are references unless `include_integrations`.
+fn service_json(rest: &Rest, service: &ServiceRecord, include_integrations: bool) -> Value {
+    let api = &rest.api;
+    let integrations: Vec<Value> = rest
+        .integrations
+        .iter()
+        .filter(|i| i.service_id == service.id)
+        .map(|i| {
+            if include_integrations {
+                integration_json(rest, i, service_ref(rest, &service.id))
+            } else {
+                integration_reference(rest, i)
+            }
+        })
+        .collect();
+    let last_incident = rest
+        .incidents
+        .iter()
+        .rev()
+        .find(|i| i.service_id == service.id)
+        .map(|i| i.created_at.clone());
+    json!({
+        "id": service.id,
+        "type": "service",
+        "summary": service.name,
+        "self": format!("{api}/services/{}", service.id),
+        "html_url": format!("{api}/web/services/{}", service.id),
+        "name": service.name,
+        "description": null,
+        "auto_resolve_timeout": 14400,
+        "acknowledgement_timeout": 600,
+        "created_at": service.created_at,
+        "updated_at": service.created_at,
+        "status": "active",
+        "last_incident_timestamp": last_incident,
+        "alert_creation": "create_alerts_and_incidents",
+        "alert_grouping_parameters": {"type": null},
+        "integrations": integrations,
+        "escalation_policy": escalation_policy(api),
+        "teams": [],
+        "incident_urgency_rule": {"type": "constant", "urgency": "high"},
+        "support_hours": null,
+        "scheduled_actions": [],
+        "addons": [],
+        "response_play": null,
+    })
+}
+
+/// The decoded query pairs (`include%5B%5D=integrations` is `include[]`).
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    reqwest::Url::parse(&format!("http://standin/?{query}"))
+        .map(|url| {
+            url.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `include[]` values of a request, each one of `allowed`. PagerDuty documents the
+/// allowed values per endpoint; what it does with another one is not documented: the
+/// stand-in refuses it (400), so that a misspelt include fails here rather than quietly
+/// giving references where the caller expected full objects.
+fn includes(pairs: &[(String, String)], allowed: &[&str]) -> Result<Vec<String>, Vec<String>> {
+    let mut found = Vec::new();
+    for (key, value) in pairs {
+        if key == "include" || key == "include[]" {
+            if key == "include" || !allowed.contains(&value.as_str()) {
+                return Err(vec![format!(
+                    "include[] must be one of {}; got {key}={value}",
+                    allowed.join(", ")
+                )]);
+            }
+            found.push(value.clone());
+        }
+    }
+    Ok(found)
+}
+
+/// `GET /services`: `query` keeps the services whose name contains it (case-insensitive),
+/// sorted by name (`sort_by`), paginated like every list.
+fn list_services(state: &Arc<Mutex<State>>, query: &str) -> Answer {
+    let pairs = query_pairs(query);
+    let included = match includes(&pairs, SERVICE_INCLUDES) {
+        Ok(included) => included,
+        Err(errors) => return invalid_input(errors),
+    };
+    let descending = match pairs.iter().find(|(k, _)| k == "sort_by") {
+        None => false,
+        Some((_, v)) if v == "name" || v == "name:asc" => false,
+        Some((_, v)) if v == "name:desc" => true,
+        Some((_, v)) => {
+            return invalid_input(vec![format!(
+                "sort_by must be name, name:asc or name:desc; got {v}"
+            )])
+        }
+    };
+    let name_filter = pairs
+        .iter()
+        .find(|(k, _)| k == "query")
+        .map(|(_, v)| v.to_lowercase());
+    // The stand-in's services belong to no team.
+    let team_filter = pairs.iter().any(|(k, _)| k == "team_ids[]");
+    let state = state.lock().unwrap();
+    let rest = &state.rest;
+    let mut found: Vec<&ServiceRecord> = rest
+        .services
+        .iter()
+        .filter(|s| {
+            name_filter
+                .as_ref()
+                .is_none_or(|q| s.name.to_lowercase().contains(q.as_str()))
+        })
+        .filter(|_| !team_filter)
+        .collect();
+    found.sort_by_key(|s| s.name.to_lowercase());
+    if descending {
+        found.reverse();
+    }
+    let embed = included.iter().any(|i| i == "integrations");
+    let shown = found
+        .into_iter()
+        .map(|s| service_json(rest, s, embed))
+        .collect();
+    page("services", shown, query)
+}
+
+/// `GET /services/{id}`, with `include[]=integrations` embedding full integrations.
+fn show_service(state: &Arc<Mutex<State>>, id: &str, query: &str) -> Answer {
+    let included = match includes(&query_pairs(query), SERVICE_INCLUDES) {
+        Ok(included) => included,
+        Err(errors) => return invalid_input(errors),
+    };
+    let state = state.lock().unwrap();
+    let rest = &state.rest;
+    match rest.services.iter().find(|s| s.id == id) {
+        Some(service) => {
+            let embed = included.iter().any(|i| i == "integrations");
+            respond(200, json!({"service": service_json(rest, service, embed)}))
+        }
+        None => not_found(),
+    }
+}
+
+/// `POST /services/{id}/integrations`. An unknown service is 404 (the reference lists no
+/// 404 for this operation, only 400/401/403/429: a client should take any 4xx as failed);
+/// a wrong body is 400 Invalid Input Provided.
+fn create_integration_request(state: &Arc<Mutex<State>>, service_id: &str, body: &[u8]) -> Answer {
+    let mut state = state.lock().unwrap();
+    if !state.rest.services.iter().any(|s| s.id == service_id) {
+        return not_found();
+    }
+    let (integration_type, name, email) = match validate_integration(body, service_id) {
+        Ok(valid) => valid,
+        Err(errors) => return invalid_input(errors),
+    };
+    let rest = &mut state.rest;
+    let integration = new_integration(
+        rest,
+        service_id,
+        &integration_type,
+        name.as_deref(),
+        email.as_deref(),
+    );
+    let service = service_ref(rest, service_id);
+    respond(
+        201,
+        json!({"integration": integration_json(rest, &integration, service)}),
+    )
+}
+
+/// `GET /services/{id}/integrations/{integration_id}`; `include[]=services` shows the full
+/// service in `service`.
+fn show_integration(
+    state: &Arc<Mutex<State>>,
+    service_id: &str,
+    integration_id: &str,
+    query: &str,
+) -> Answer {
+    let included = match includes(&query_pairs(query), INTEGRATION_INCLUDES) {
+        Ok(included) => included,
+        Err(errors) => return invalid_input(errors),
+    };
+    let state = state.lock().unwrap();
+    let rest = &state.rest;
+    let Some(service) = rest.services.iter().find(|s| s.id == service_id) else {
+        return not_found();
+    };
+    match rest
+        .integrations
+        .iter()
+        .find(|i| i.id == integration_id && i.service_id == service_id)
+    {
+        Some(integration) => {
+            let shown_service = if included.iter().any(|i| i == "services") {
+                service_json(rest, service, false)
+            } else {
+                service_ref(rest, service_id)
+            };
+            respond(
+                200,
+                json!({"integration": integration_json(rest, integration, shown_service)}),
+            )
+        }
+        None => not_found(),
+    }
+}
+
+/// PagerDuty's checks of a `POST /services/{id}/integrations` body: `integration` an
+/// object; its `type` one of `INTEGRATION_TYPES` (required here: the reference lets a
+/// `vendor` stand for it, which the stand-in does not model); `name` a string if given;
+/// `service`, if given, a `service_reference` to this service; `vendor`, if given, a
+/// `vendor_reference`. Returns the type, the name and the email of an email integration.
+fn validate_integration(
+    body: &[u8],
+    service_id: &str,
+) -> Result<(String, Option<String>, Option<String>), Vec<String>> {
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| vec![format!("Invalid JSON: {e}")])?;
+    let Some(wrapped) = root.get("integration").filter(|v| v.is_object()) else {
+        return Err(vec!["integration must be an object".into()]);
+    };
+    let mut errors = Vec::new();
+    let integration_type = match &wrapped["type"] {
+        Value::String(t) if INTEGRATION_TYPES.contains(&t.as_str()) => t.clone(),
+        Value::Null => {
+            errors.push("Integration type is required".into());
+            String::new()
+        }
+        other => {
+            errors.push(format!(
+                "type must be one of {}; got {other}",
+                INTEGRATION_TYPES.join(", ")
+            ));
+            String::new()
+        }
+    };
+    let name = match &wrapped["name"] {
+        Value::Null => None,
+        Value::String(name) => Some(name.clone()),
+        _ => {
+            errors.push("name must be a string".into());
+            None
+        }
+    };
+    match &wrapped["service"] {
+        Value::Null => {}
+        Value::Object(service) => {
+            let type_ok = matches!(
+                service.get("type").and_then(Value::as_str),
+                Some("service_reference" | "service")
+            );
+            match service.get("id").and_then(Value::as_str) {
+                Some(id) if id == service_id && type_ok => {}
+                Some(id) if id != service_id => errors.push(format!(
+                    "service.id {id} is not the service {service_id} of the path"
+                )),
+                _ => errors.push("service must be a service_reference with an id".into()),
+            }
+        }
+        _ => errors.push("service must be a service_reference object".into()),
+    }
+    match &wrapped["vendor"] {
+        Value::Null => {}
+        Value::Object(vendor)
+            if vendor.get("type").and_then(Value::as_str) == Some("vendor_reference")
+                && vendor.get("id").and_then(Value::as_str).is_some() => {}
+        _ => errors.push("vendor must be a vendor_reference with an id".into()),
+    }
+    let email = match &wrapped["integration_email"] {
+        Value::Null => None,
+        Value::String(email) if email.contains('@') => Some(email.clone()),
+        _ => {
+            errors.push("integration_email must be an email address".into());
+            None
+        }
+    };
+    if errors.is_empty() {
+        Ok((integration_type, name, email))
+    } else {
+        Err(errors)
+    }
 }
 
 /// The control endpoints for tests and the demo (no authentication, not recorded):
