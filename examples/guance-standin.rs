@@ -1,9 +1,14 @@
 //! The Guance OpenAPI stand-in as a process, for the demo: enforces the documented
-//! contract of `GET /api/v1/keyevent/restore` on loopback (keys, envelope, rate limits),
-//! prints each restore as it happens (never a key), and lists them at `GET /_restores`.
+//! contract of `GET /api/v1/keyevent/restore` and of the notification object and alert
+//! policy calls `make setup` makes, on loopback (keys, envelope, rate limits, request
+//! shapes); prints each restore and each object or policy written as it happens (never a
+//! key, never a webhook URL's query), and lists them at `GET /_restores`,
+//! `GET /_notify_objects` and `GET /_alert_policies`.
 //!
-//! Usage: `cargo run --example guance-standin -- [PORT] [WORKSPACE_UUID=API_KEY]...`
-//! (default port 45663; repeat a workspace to give it several keys).
+//! Usage: `cargo run --example guance-standin -- [PORT] [WORKSPACE_UUID=API_KEY]...
+//! [--alert-policy WORKSPACE_UUID=NAME]...` (default port 45663; repeat a workspace to
+//! give it several keys; `--alert-policy` seeds an alert policy with no targets in a
+//! workspace given a key, for `make setup` to attach its notification object to).
 
 #[path = "../tests/support/guance.rs"]
 mod guance;
@@ -18,20 +23,45 @@ async fn main() {
             args.remove(0);
             port
         }
-        Some(Err(_)) if !args[0].contains('=') => usage(&format!(
+        Some(Err(_)) if !args[0].contains('=') && !args[0].starts_with("--") => usage(&format!(
             "{:?} is neither a port nor WORKSPACE_UUID=API_KEY",
             args[0]
         )),
         _ => 45663,
     };
     let mut workspaces: Vec<(String, String)> = Vec::new();
-    for arg in args {
+    let mut policies: Vec<(String, String)> = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let policy = match arg.as_str() {
+            "--alert-policy" => Some(args.next().unwrap_or_default()),
+            _ => arg.strip_prefix("--alert-policy=").map(str::to_owned),
+        };
+        if let Some(policy) = policy {
+            match policy.split_once('=') {
+                Some((uuid, name)) if !uuid.is_empty() && !name.trim().is_empty() => {
+                    policies.push((uuid.to_owned(), name.to_owned()))
+                }
+                _ => usage("--alert-policy takes WORKSPACE_UUID=NAME, both non-empty"),
+            }
+            continue;
+        }
+        if arg.starts_with("--") {
+            usage(&format!("unknown option {arg:?}"));
+        }
         match arg.split_once('=') {
             Some((uuid, key)) if !uuid.is_empty() && !key.is_empty() => {
                 workspaces.push((uuid.to_owned(), key.to_owned()))
             }
             // Never echo the argument: it holds a key.
             _ => usage("each workspace is WORKSPACE_UUID=API_KEY, both non-empty"),
+        }
+    }
+    for (uuid, _) in &policies {
+        if !workspaces.iter().any(|(w, _)| w == uuid) {
+            usage(&format!(
+                "--alert-policy names workspace {uuid}, which no WORKSPACE_UUID=API_KEY gives"
+            ));
         }
     }
     let standin = guance::StandIn::start_on(([127, 0, 0, 1], port).into()).await;
@@ -51,11 +81,17 @@ async fn main() {
     for (uuid, count) in keys {
         println!("workspace {uuid}: {count} API key(s)");
     }
+    for (workspace, name) in &policies {
+        let uuid = standin.add_alert_policy(workspace, name);
+        println!("workspace {workspace}: alert policy {name:?} ({uuid}), no targets yet");
+    }
     let _ = tokio::signal::ctrl_c().await;
 }
 
 fn usage(problem: &str) -> ! {
     eprintln!("guance-standin: {problem}");
-    eprintln!("usage: guance-standin [PORT] [WORKSPACE_UUID=API_KEY]...");
+    eprintln!(
+        "usage: guance-standin [PORT] [WORKSPACE_UUID=API_KEY]... [--alert-policy WORKSPACE_UUID=NAME]..."
+    );
     std::process::exit(2)
 }
