@@ -234,9 +234,8 @@ def deploy_cargo_lambda(report, session, function):
         pass
     if not binary:
         run(report, ["cargo", "lambda", "build", "--release", "--arm64"], "cargo lambda build")
-    command = ["cargo", "lambda", "deploy", "--enable-function-url", "--binary-name", "bootstrap"]
-    if binary:
-        command += ["--binary-path", binary]
+    command = ["cargo", "lambda", "deploy", "--enable-function-url"]
+    command += ["--binary-path", binary] if binary else ["--binary-name", "bootstrap"]
     run(report, [*command, function], "cargo lambda deploy")
     if report.dry_run:
         return None, None
@@ -380,73 +379,83 @@ def listed(content):
     return []
 
 
+def find_by_name(openapi, key, kind, name):
+    """The items of Guance's `kind` list (notify_object, alert_policy) named exactly
+    `name`: `search` matches parts of names."""
+    query = urllib.parse.urlencode({"search": name, "pageIndex": 1, "pageSize": 100})
+    return [item for item in listed(guance_call(openapi, key, "GET", f"/api/v1/{kind}/list?{query}"))
+            if item.get("name") == name]
+
+
 def notify_object(report, openapi, key, name, url):
-    """The webhook notification object, found by name or created; its uuid."""
-    query = urllib.parse.urlencode({"search": name})
-    found = [o for o in listed(guance_call(openapi, key, "GET", f"/api/v1/notify_object/list?{query}"))
-             if o.get("name") == name]
+    """The webhook notification object, found by name or created; its uuid
+    (docs.guance.com open-api notify-object: create, list, modify)."""
+    found = find_by_name(openapi, key, "notify_object", name)
     if found:
         current = found[0]
-        have = (current.get("optSet") or {}).get("url")
-        if have == url:
-            report.say(f"found notification object {current.get('uuid')} ({name}) with the webhook URL")
-            return current.get("uuid")
+        uuid = current.get("uuid")
+        if (current.get("optSet") or {}).get("url") == url:
+            report.say(f"found notification object {uuid} ({name}) with the webhook URL")
+            return uuid
         if report.dry_run:
-            report.say(f"change notification object {current.get('uuid')} ({name}) to the webhook URL", True)
-            return current.get("uuid")
-        guance_call(openapi, key, "POST", f"/api/v1/notify_object/{current.get('uuid')}/modify",
-                    {"type": "HTTPRequest", "name": name, "optSet": {"url": url}})
-        report.say(f"changed notification object {current.get('uuid')} ({name}) to the webhook URL", True)
-        return current.get("uuid")
+            report.say(f"change notification object {uuid} ({name}) to the webhook URL", True)
+            return uuid
+        guance_call(openapi, key, "POST", "/api/v1/notify_object/modify",
+                    {"notifyObjectUUID": uuid, "name": name, "optSet": {"url": url}})
+        report.say(f"changed notification object {uuid} ({name}) to the webhook URL", True)
+        return uuid
     if report.dry_run:
         report.say(f"create notification object {name} (HTTPRequest) with the webhook URL", True)
         return None
-    guance_call(openapi, key, "POST", "/api/v1/notify_object/create",
-                {"type": "HTTPRequest", "name": name, "optSet": {"url": url}})
-    # No answer body is documented for create: find it again by name.
-    found = [o for o in listed(guance_call(openapi, key, "GET", f"/api/v1/notify_object/list?{query}"))
-             if o.get("name") == name]
-    if not found:
+    created = guance_call(openapi, key, "POST", "/api/v1/notify_object/create",
+                          {"type": "HTTPRequest", "name": name, "optSet": {"url": url}})
+    uuid = created.get("uuid") if isinstance(created, dict) else None
+    if not uuid:
+        # No answer body is documented for create: find it again by name.
+        found = find_by_name(openapi, key, "notify_object", name)
+        uuid = found[0].get("uuid") if found else None
+    if not uuid:
         raise Failure(f"Guance took notification object {name} but does not list it; run again")
-    report.say(f"created notification object {found[0].get('uuid')} ({name}, HTTPRequest)", True)
-    return found[0].get("uuid")
+    report.say(f"created notification object {uuid} ({name}, HTTPRequest)", True)
+    return uuid
 
 
 def attach(report, openapi, key, policy_name, notify_uuid, levels):
-    """The notification object as a target of the alert policy for `levels`."""
-    query = urllib.parse.urlencode({"search": policy_name})
-    policies = [p for p in listed(guance_call(openapi, key, "GET", f"/api/v1/alert_policy/list?{query}"))
-                if p.get("name") == policy_name]
-    if not policies:
+    """The notification object as a target of the alert policy for `levels`
+    (docs.guance.com open-api alert-policy: list, get, modify-v2; alertOpt is replaced
+    whole, so every target already there is sent back)."""
+    found = find_by_name(openapi, key, "alert_policy", policy_name)
+    if not found:
         raise Failure(f"no alert policy named {policy_name!r} in the workspace: create it in Guance "
                       "(Monitoring > Alert Strategies) or fix GUANCE_ALERT_POLICY, then run again")
-    policy = policies[0]
-    uuid = policy.get("uuid")
+    uuid = found[0].get("uuid")
+    policy = guance_call(openapi, key, "GET", f"/api/v1/alert_policy/{urllib.parse.quote(uuid, safe='')}/get")
+    policy = policy if isinstance(policy, dict) else {}
     opt = json.loads(json.dumps(policy.get("alertOpt") or {}))
-    targets_sets = opt.setdefault("alertTarget", [])
-    missing = []
-    for level in levels:
-        covered = any(level == t.get("status") and notify_uuid in (t.get("to") or [])
-                      for entry in targets_sets for t in entry.get("targets") or [])
-        if not covered:
-            missing.append(level)
+    entries = opt.setdefault("alertTarget", [])
+    covered = {level for entry in entries for target in entry.get("targets") or []
+               if notify_uuid and notify_uuid in (target.get("to") or [])
+               for level in str(target.get("status", "")).split(",")}
+    missing = [level for level in levels if level not in covered]
     if not missing:
         report.say(f"alert policy {policy_name} already sends {', '.join(levels)} to the notification object")
         return
     if report.dry_run or notify_uuid is None:
         report.say(f"add the notification object to alert policy {policy_name} for {', '.join(missing)}", True)
         return
-    ours = next((e for e in targets_sets if e.get("name") == INTEGRATION_NAME), None)
+    ours = next((e for e in entries if e.get("name") == INTEGRATION_NAME), None)
     if ours is None:
         ours = {"name": INTEGRATION_NAME, "targets": []}
-        targets_sets.append(ours)
-    for level in missing:
-        ours["targets"].append({"status": level, "to": [notify_uuid]})
-    body = {"name": policy.get("name"), "ruleTimezone": policy.get("ruleTimezone") or "UTC", "alertOpt": opt}
-    for optional in ("desc", "checkerUUIDs", "openPermissionSet", "permissionSet"):
-        if optional in policy:
-            body[optional] = policy[optional]
-    guance_call(openapi, key, "POST", f"/api/v1/alert_policy/{uuid}/modify", body)
+        entries.append(ours)
+    ours.setdefault("targets", []).extend({"status": level, "to": [notify_uuid]} for level in missing)
+    opt.setdefault("aggInterval", 0)
+    body = {"name": policy.get("name") or policy_name, "ruleTimezone": policy.get("ruleTimezone") or "UTC",
+            "alertOpt": opt}
+    # Sent back as they are, so the policy's monitors and permissions stay as they were.
+    for kept in ("desc", "checkerUUIDs", "securityRuleUUIDs", "openPermissionSet", "permissionSet"):
+        if kept in policy and policy[kept] is not None:
+            body[kept] = policy[kept]
+    guance_call(openapi, key, "POST", f"/api/v1/alert_policy/{urllib.parse.quote(uuid, safe='')}/modify_v2", body)
     report.say(f"added the notification object to alert policy {policy_name} for {', '.join(missing)}", True)
 
 

@@ -6,4 +6,4 @@ mod support;
 
 mod guance_workspace;
 mod pagerduty_webhook;
-// mod setup; (waiting on the stand-ins)
+mod setup;

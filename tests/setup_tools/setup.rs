@@ -225,7 +225,7 @@ async fn from_nothing_to_a_page_opened_and_resolved_then_nothing_to_change() {
     let secret = w.secret().await.expect("the secret was created");
     assert_eq!(
         secret["routing_key"],
-        integrations[0].integration_key.as_str()
+        integrations[0].integration_key.as_deref().unwrap()
     );
     assert!(secret["webhook_token"]
         .as_str()
@@ -247,7 +247,7 @@ async fn from_nothing_to_a_page_opened_and_resolved_then_nothing_to_change() {
     );
     assert_eq!(
         secret["pagerduty_webhook_secrets"][0],
-        subscriptions[0].secret.as_deref().unwrap()
+        subscriptions[0].secret.as_str()
     );
     let objects = w.guance.notify_objects(WORKSPACE);
     assert_eq!(objects.len(), 1, "one notification object");
@@ -301,7 +301,7 @@ async fn from_nothing_to_a_page_opened_and_resolved_then_nothing_to_change() {
 async fn a_run_that_failed_at_a_step_names_it_and_the_next_run_resumes() {
     let w = world().await;
     // Guance is down: the run gets as far as Guance's step and says so.
-    w.guance.script(vec![guance::Fault::Status(503); 3]);
+    w.guance.script([guance::Fault::Status(503)]);
     let failed = w.setup(&["--no-test"]).await;
     assert!(!failed.ok, "{}", failed.output);
     assert!(
