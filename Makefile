@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # The Lambda runs on arm64; sam build and the size benchmark cross-compile to it.
 ARM_TARGET := aarch64-unknown-linux-gnu
 
-.PHONY: test fmt lint tools demo invoke cargo-lambda-secret deploy-check soak-queue template-check targets webhook-url pagerduty-webhook guance-workspace setup bench soak fuzz
+.PHONY: test fmt lint tools demo invoke cargo-lambda-secret deploy-check soak-queue template-check targets webhook-url pagerduty-webhook guance-workspace setup setup-demo bench soak fuzz
 
 ## tools: the Python venv with moto, SAM CLI, cfn-lint, cargo-lambda and zig (idempotent)
 tools: $(TOOLS_STAMP)
@@ -53,6 +53,10 @@ webhook-url: tools
 ## setup: from nothing to a working page: PagerDuty's integration, the deployment (DEPLOYER=sam|cargo-lambda), the secret, two-way's webhook, Guance's notification object and alert policy, then a test page and its recovery; SETUP_ARGS="--dry-run" or "--no-test"; make setup SETUP_ARGS=--help for every variable
 setup: tools
 	@$(VENV)/bin/python tools/setup.py
+
+## setup-demo: make setup from nothing against moto and the stand-ins, the function under cargo lambda watch: the plan, the run (a test page opened and resolved), a second run changing nothing
+setup-demo: tools
+	bash tools/setup-demo.sh
 
 ## guance-workspace: adds or replaces one Guance workspace (GUANCE_WORKSPACE_UUID, GUANCE_API_KEY, GUANCE_SITE or GUANCE_OPENAPI_URL) in the secret's guance_workspaces, keeping everything else; SECRET_ID or STACK_NAME
 guance-workspace: tools

@@ -30,11 +30,17 @@ wait_for() { # url, what, seconds
   done
 }
 
-start_moto() {
-  echo "== starting moto (Secrets Manager, SQS) on 127.0.0.1:${MOTO_PORT}"
-  setsid .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
+# moto, empty: AWS's managed IAM policies loaded, as cargo lambda deploy needs them.
+start_bare_moto() {
+  echo "== starting moto (Secrets Manager, SQS, IAM, Lambda's control plane) on 127.0.0.1:${MOTO_PORT}"
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true setsid .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" \
+    >"$WORK/moto.log" 2>&1 &
   pids+=($!)
   wait_for "http://127.0.0.1:${MOTO_PORT}/" moto 60
+}
+
+start_moto() {
+  start_bare_moto
   echo "== creating the secret ${SECRET_ID}"
   .venv/bin/python - "$MOTO_PORT" "$SECRET_ID" "$ROUTING_KEY" "$TOKEN" "${SECRET_EXTRA:-{\}}" <<'PY'
 import json, sys, boto3

@@ -230,13 +230,17 @@ def deploy_cargo_lambda(report, session, function):
     try:
         lam.get_function(FunctionName=function)
         report.say(f"function {function} exists: cargo lambda deploy updates its code")
+        existed = True
     except ClientError:
-        pass
+        existed = False
     if not binary:
         run(report, ["cargo", "lambda", "build", "--release", "--arm64"], "cargo lambda build")
     command = ["cargo", "lambda", "deploy", "--enable-function-url"]
     command += ["--binary-path", binary] if binary else ["--binary-name", "bootstrap"]
     run(report, [*command, function], "cargo lambda deploy")
+    if not existed:
+        report.say(f"deploy function {function} with a public function URL" if report.dry_run
+                   else f"deployed function {function} with a public function URL", True)
     if report.dry_run:
         return None, None
     config = lam.get_function_configuration(FunctionName=function)
