@@ -45,6 +45,7 @@ Needs AWS credentials and a region (AWS_REGION), as the AWS CLI does.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -71,10 +72,29 @@ NAME = "setup"
 TIMEOUT = 20
 INTEGRATION_NAME = "guance-pagerduty"
 LEVELS = ("critical", "error", "warning", "nodata", "info")
+# The tag the function carries: its bootstrap's SHA-256, to deploy only a changed build.
+BUILD_TAG = "guance-pagerduty:bootstrap-sha256"
 
 
 class Failure(Exception):
     """A step that could not be done: what to fix, and that a new run resumes."""
+
+
+# Every secret value this run knows, masked in whatever it prints (its own lines, the
+# tools it runs, error messages built from API answers).
+SECRETS = []
+
+
+def conceal(value):
+    if value and len(value) >= 6 and value not in SECRETS:
+        SECRETS.append(value)
+    return value
+
+
+def scrub(text):
+    for value in SECRETS:
+        text = text.replace(value, "<secret>")
+    return text
 
 
 class Report:
@@ -91,13 +111,13 @@ class Report:
 
     def begin(self, step):
         self.step = step
-        print(f"{NAME}: [{step}]")
+        print(scrub(f"{NAME}: [{step}]"))
 
     def say(self, what, changed=False):
         if changed:
             self.changes += 1
         verb = "  would " if self.dry_run and changed else "  "
-        print(f"{verb}{what}")
+        print(scrub(f"{verb}{what}"))
 
 
 def env(name, default=""):
@@ -107,7 +127,10 @@ def env(name, default=""):
 def http(method, url, headers, body=None, what="the call"):
     """One HTTP call; (status, decoded JSON or None). Raises Failure when unreachable."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
+    try:
+        request = urllib.request.Request(url, data=data, method=method)
+    except ValueError:
+        raise Failure(f"{what} is not an http(s) URL") from None
     for key, value in headers.items():
         request.add_header(key, value)
     if data is not None:
@@ -119,6 +142,9 @@ def http(method, url, headers, body=None, what="the call"):
         status, text = error.code, error.read().decode(errors="replace")
     except (urllib.error.URLError, TimeoutError) as error:
         raise Failure(f"cannot reach {what} ({getattr(error, 'reason', error)})") from None
+    except (ValueError, OSError) as error:
+        # Never the URL: it may carry the webhook token.
+        raise Failure(f"cannot call {what} ({type(error).__name__})") from None
     try:
         return status, (json.loads(text) if text else None)
     except ValueError:
@@ -173,41 +199,60 @@ def routing_key(report, api, token, service):
 
 
 def run(report, command, what, env_extra=None, shown=None):
-    """Runs a command (printed as `shown`, never with a secret), or only prints it."""
+    """Runs a command (printed as `shown`), or only prints it. What it prints passes
+    through with every secret masked (sam prints its parameters)."""
     report.say(f"$ {shown or shlex.join(command)}")
     if report.dry_run:
         return
-    done = subprocess.run(command, cwd=ROOT, env={**os.environ, **(env_extra or {})})
-    if done.returncode != 0:
+    done = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env_extra or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in done.stdout:
+        print(scrub(line), end="")
+    if done.wait() != 0:
         raise Failure(f"{what} failed (exit {done.returncode}); fix what it printed and run again")
 
 
 def deploy_sam(report, session, stack, key):
     """sam build + sam deploy, non-interactive. The routing key goes in a parameter file
-    readable only by this user, not on a command line others could see."""
+    readable only by this user, never on a command line; and only when the stack is new:
+    the template generates the secret from it, so a changed key would make CloudFormation
+    generate the secret anew and lose every field written since (step 3 writes the key)."""
     outputs = stack_outputs(session, stack)
-    if outputs and key != "DRYRUN0000000000000000000000000":
-        report.say(f"stack {stack} exists: sam deploy updates it (no change set when nothing changed)")
     run(report, ["sam", "build"], "sam build")
-    extra = shlex.split(env("SAM_PARAMETERS"))
-    overrides = [f"PagerDutyRoutingKey={key}", f"PagerDutyRegion={region_of(env('PAGERDUTY_API_URL'))}", *extra]
+    overrides = [f"PagerDutyRegion={region_of(env('PAGERDUTY_API_URL'))}", *shlex.split(env("SAM_PARAMETERS"))]
+    if outputs:
+        report.say(f"stack {stack} exists: sam deploy updates it (no change set when nothing changed; "
+                   "the routing key is kept in the secret, not passed to the stack again)")
+    else:
+        overrides.insert(0, f"PagerDutyRoutingKey={key}")
+    command = ["sam", "deploy", "--config-file", "<parameter file>", "--stack-name", stack,
+               "--capabilities", "CAPABILITY_IAM", "--resolve-s3", "--no-confirm-changeset",
+               "--no-fail-on-empty-changeset"]
+    shown = shlex.join(command) + "   # parameters: " + " ".join(
+        "PagerDutyRoutingKey=<routing key>" if o.startswith("PagerDutyRoutingKey=") else o for o in overrides)
+    if report.dry_run:
+        run(report, command, "sam deploy", shown=shown)
+        return (outputs.get("FunctionUrl"), outputs.get("SecretArn")) if outputs else (None, None)
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder, "samconfig.toml")
         config.touch(mode=0o600)
-        quoted = " ".join(json.dumps(o) for o in overrides)
-        config.write_text(f'version = 0.1\n[default.deploy.parameters]\nparameter_overrides = {json.dumps(quoted)}\n')
-        command = ["sam", "deploy", "--config-file", str(config), "--stack-name", stack,
-                   "--capabilities", "CAPABILITY_IAM", "--resolve-s3", "--no-confirm-changeset",
-                   "--no-fail-on-empty-changeset"]
-        shown = shlex.join(command) + "   # parameters: PagerDutyRoutingKey=<routing key> " + " ".join(overrides[1:])
+        # A TOML list: each entry one Key=Value, as SAM CLI reads parameter_overrides.
+        config.write_text(sam_config_text(overrides))
+        command[command.index("<parameter file>")] = str(config)
         run(report, command, "sam deploy", shown=shown)
-    outputs = stack_outputs(session, stack) if not report.dry_run else outputs
-    if report.dry_run and not outputs:
-        return None, None
+    outputs = stack_outputs(session, stack)
     try:
         return outputs["FunctionUrl"], outputs["SecretArn"]
     except KeyError as missing:
         raise Failure(f"stack {stack} has no {missing} output: was it deployed from this template.yaml?") from None
+
+
+def sam_config_text(overrides):
+    """A SAM CLI config file holding only the deploy parameters: a TOML list, each entry
+    one Key=Value, as SAM CLI reads parameter_overrides (a quoted string of pairs keeps
+    the quotes in the keys, and every parameter is then silently left as it was)."""
+    return ("version = 0.1\n[default.deploy.parameters]\nparameter_overrides = "
+            + json.dumps(overrides) + "\n")
 
 
 def region_of(api):
@@ -224,23 +269,30 @@ def stack_outputs(session, stack):
 
 def deploy_cargo_lambda(report, session, function):
     """cargo lambda build + deploy (a public function URL, direct mode); the secret is the
-    Cargo.toml default, guance-pagerduty, created in step 3."""
+    Cargo.toml default, guance-pagerduty, created in step 3. The function is tagged with
+    its binary's SHA-256, so a run with the same build deploys nothing."""
     binary = env("LAMBDA_BINARY_PATH")
     lam = session.client("lambda")
     try:
-        lam.get_function(FunctionName=function)
-        report.say(f"function {function} exists: cargo lambda deploy updates its code")
-        existed = True
+        arn = lam.get_function(FunctionName=function)["Configuration"]["FunctionArn"]
+        deployed = lam.list_tags(Resource=arn).get("Tags", {}).get(BUILD_TAG)
     except ClientError:
-        existed = False
+        arn, deployed = None, None
     if not binary:
         run(report, ["cargo", "lambda", "build", "--release", "--arm64"], "cargo lambda build")
-    command = ["cargo", "lambda", "deploy", "--enable-function-url"]
-    command += ["--binary-path", binary] if binary else ["--binary-name", "bootstrap"]
-    run(report, [*command, function], "cargo lambda deploy")
-    if not existed:
-        report.say(f"deploy function {function} with a public function URL" if report.dry_run
-                   else f"deployed function {function} with a public function URL", True)
+    built = ROOT / (binary or "target/lambda/bootstrap/bootstrap")
+    digest = hashlib.sha256(built.read_bytes()).hexdigest() if built.is_file() else None
+    if arn and digest and digest == deployed:
+        report.say(f"function {function} already runs this build: not deployed again")
+    else:
+        command = ["cargo", "lambda", "deploy", "--enable-function-url"]
+        command += ["--binary-path", binary] if binary else ["--binary-name", "bootstrap"]
+        run(report, [*command, function], "cargo lambda deploy")
+        what = "deployed new code to" if arn else "deployed"
+        report.say(f"{what} function {function} with a public function URL", True)
+        if not report.dry_run and digest:
+            arn = lam.get_function(FunctionName=function)["Configuration"]["FunctionArn"]
+            lam.tag_resource(Resource=arn, Tags={BUILD_TAG: digest})
     if report.dry_run:
         return None, None
     config = lam.get_function_configuration(FunctionName=function)
@@ -436,6 +488,10 @@ def attach(report, openapi, key, policy_name, notify_uuid, levels):
     policy = guance_call(openapi, key, "GET", f"/api/v1/alert_policy/{urllib.parse.quote(uuid, safe='')}/get")
     policy = policy if isinstance(policy, dict) else {}
     opt = json.loads(json.dumps(policy.get("alertOpt") or {}))
+    if opt.get("alertType") == "member":
+        raise Failure(f"alert policy {policy_name} notifies by member, not by level: add the notification "
+                      f"object to it by hand in Guance, then unset GUANCE_ALERT_POLICY (or name a "
+                      "policy that notifies by level)")
     entries = opt.setdefault("alertTarget", [])
     covered = {level for entry in entries for target in entry.get("targets") or []
                if notify_uuid and notify_uuid in (target.get("to") or [])
@@ -515,7 +571,13 @@ def main():
     read_token = env("PAGERDUTY_READ_TOKEN") or token
     deployer = env("DEPLOYER", "sam")
     stack = env("STACK_NAME", "guance-pagerduty")
-    guance_key = env("GUANCE_API_KEY")
+    guance_key = conceal(env("GUANCE_API_KEY"))
+    conceal(token)
+    conceal(read_token)
+    conceal(env("ROUTING_KEY"))
+    given_function_url = env("FUNCTION_URL")
+    if given_function_url and not given_function_url.startswith(("https://", "http://")):
+        raise Failure("FUNCTION_URL must be the function's URL with its scheme, https://...")
     two_way = bool(guance_key) and env("TWO_WAY", "1") not in ("0", "false", "no", "off")
     if deployer not in ("sam", "cargo-lambda"):
         raise Failure("DEPLOYER must be sam or cargo-lambda")
@@ -547,7 +609,7 @@ def main():
         print(f"{NAME}: dry run: nothing is written")
 
     report.begin("1/6 PagerDuty: the routing key")
-    key = routing_key(report, api, token, service)
+    key = conceal(routing_key(report, api, token, service))
 
     report.begin(f"2/6 AWS: deploy ({deployer})")
     if deployer == "sam":
@@ -561,6 +623,8 @@ def main():
     sm = session.client("secretsmanager")
     webhook_token, arn = write_secret(report, sm, secret_id, key, read_token if two_way else None,
                                       guance if two_way else None)
+    for token_value in webhook_token if isinstance(webhook_token, list) else [webhook_token]:
+        conceal(token_value)
     if deployer == "cargo-lambda" and arn:
         grant_secret(report, session, stack, arn)
 
@@ -612,12 +676,16 @@ if __name__ == "__main__":
     try:
         main()
     except Failure as failure:
-        sys.exit(f"{NAME}: failed at [{failed_step()}]: {failure}. The steps before it are done and "
-                 "kept; run make setup again to resume (each step finds what an earlier run made).")
+        sys.exit(scrub(f"{NAME}: failed at [{failed_step()}]: {failure}. The steps before it are done "
+                       "and kept; run make setup again to resume (each step finds what an earlier run "
+                       "made)."))
     except NoCredentialsError:
         sys.exit(f"{NAME}: no AWS credentials found (aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID).")
     except NoRegionError:
         sys.exit(f"{NAME}: no AWS region set: set AWS_REGION.")
     except (ClientError, BotoCoreError) as error:
-        sys.exit(f"{NAME}: failed at [{failed_step()}]: AWS: {pagerduty_webhook.why_not(error)}. "
-                 "Run make setup again to resume.")
+        sys.exit(scrub(f"{NAME}: failed at [{failed_step()}]: AWS: {pagerduty_webhook.why_not(error)}. "
+                       "Run make setup again to resume."))
+    except Exception as error:  # noqa: BLE001 - never a traceback: it may quote a secret
+        sys.exit(f"{NAME}: failed at [{failed_step()}]: an unexpected {type(error).__name__}; "
+                 "run make setup again to resume, and report it if it stays.")

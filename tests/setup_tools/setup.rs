@@ -72,6 +72,11 @@ struct Run {
 impl World {
     /// make setup, as a user runs it, with the cargo lambda deployer against moto.
     async fn setup(&self, args: &[&str]) -> Run {
+        self.setup_env(args, &[], &[]).await
+    }
+
+    /// make setup with some variables changed (`set`) or taken away (`unset`).
+    async fn setup_env(&self, args: &[&str], set: &[(&str, &str)], unset: &[&str]) -> Run {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut command = Command::new(root.join(".venv/bin/python"));
         command
@@ -108,6 +113,12 @@ impl World {
             .env("GUANCE_WORKSPACE_UUID", WORKSPACE)
             .env("GUANCE_OPENAPI_URL", self.guance.openapi_url())
             .env("GUANCE_ALERT_POLICY", "on-call");
+        for (name, value) in set {
+            command.env(name, value);
+        }
+        for name in unset {
+            command.env_remove(name);
+        }
         let output = tokio::task::spawn_blocking(move || command.output().expect("run make setup"))
             .await
             .unwrap();
@@ -367,4 +378,163 @@ async fn the_sam_path_prints_the_command_it_would_run_without_the_routing_key() 
         "{text}"
     );
     assert!(!text.contains("abcdef0123456789abcdef0123456789"), "{text}");
+    // And the parameter file it writes, through SAM CLI's own deploy command.
+    let check = Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/setup_tools/check_sam_parameters.py"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("SAM_CLI_TELEMETRY", "0")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+// ---- What a hostile review of make setup probed ----------------------------------------
+
+/// The deployed function's configuration (moto's Lambda control plane), as JSON.
+fn function_configuration(w: &World) -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(root.join(".venv/bin/python"))
+        .args([
+            "-c",
+            "import boto3,sys,json; c=boto3.client('lambda', endpoint_url=sys.argv[1], region_name='us-east-1', \
+             aws_access_key_id='testing', aws_secret_access_key='testing'); \
+             f=c.get_function_configuration(FunctionName='guance-pagerduty'); \
+             v=c.list_versions_by_function(FunctionName='guance-pagerduty')['Versions']; \
+             print(json.dumps({'RevisionId': f.get('RevisionId'), 'LastModified': f.get('LastModified'), 'Versions': len(v)}))",
+            &w.moto.endpoint,
+        ])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+}
+
+/// A FUNCTION_URL given without its scheme (as the console shows it, or a typo)
+/// must fail cleanly, never print the webhook token (a traceback of urllib's ValueError
+/// carries the whole URL, `?token=` included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_url_without_its_scheme_fails_cleanly_and_prints_no_token() {
+    let w = world().await;
+    // As the Lambda console shows a function URL, less its https://.
+    let bare = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws/";
+    let run = w
+        .setup_env(&[], &[("FUNCTION_URL", bare)], &["GUANCE_API_KEY"])
+        .await;
+    assert!(!run.ok, "{}", run.output);
+    assert!(
+        !run.output.contains("Traceback"),
+        "a traceback:\n{}",
+        run.output
+    );
+    w.assert_quiet(&run).await;
+}
+
+/// The second run says "nothing changed", and the function is left untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_leaves_the_function_as_it_was() {
+    let w = world().await;
+    let first = w.setup(&["--no-test"]).await;
+    assert!(first.ok, "{}", first.output);
+    let before = function_configuration(&w);
+    let guance_before = w.guance.requests();
+    let second = w.setup(&["--no-test"]).await;
+    assert!(second.ok, "{}", second.output);
+    assert!(
+        second.output.contains("nothing changed"),
+        "{}",
+        second.output
+    );
+    println!(
+        "Guance requests by the second run: {}",
+        w.guance.requests() - guance_before
+    );
+    let after = function_configuration(&w);
+    assert_eq!(
+        before, after,
+        "the function was redeployed by a run that said nothing changed"
+    );
+}
+
+/// An alert policy that already sends to other targets (one with a time window)
+/// keeps them all after setup attaches its notification object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_policys_other_targets_are_kept() {
+    let w = world().await;
+    let mail = w.guance.add_notify_object(
+        WORKSPACE,
+        "HTTPRequest",
+        "ops-hook",
+        serde_json::json!({"url": "https://hooks.example.com/ops"}),
+    );
+    let uuid = w.guance.add_alert_policy_with(
+        WORKSPACE,
+        "ops",
+        serde_json::json!({
+            "alertTarget": [
+                {"name": "office hours", "targets": [{"status": "critical", "to": [mail]}],
+                 "crontab": "0 9 * * 1,2,3,4,5", "crontabDuration": 28800},
+                {"name": "always", "targets": [{"status": "warning", "to": [mail]}]}
+            ],
+            "silentTimeout": 21600, "aggInterval": 120, "aggFields": ["df_monitor_checker_id"]
+        }),
+    );
+    let run = w
+        .setup_env(&["--no-test"], &[("GUANCE_ALERT_POLICY", "ops")], &[])
+        .await;
+    assert!(run.ok, "{}", run.output);
+    let policy = w.guance.alert_policy(&uuid);
+    let text = policy["alertOpt"].to_string();
+    assert!(
+        text.contains("office hours")
+            && text.contains("0 9 * * 1,2,3,4,5")
+            && text.contains("always"),
+        "{text}"
+    );
+    assert_eq!(policy["alertOpt"]["aggInterval"], 120, "{text}");
+    let again = w
+        .setup_env(&["--no-test"], &[("GUANCE_ALERT_POLICY", "ops")], &[])
+        .await;
+    assert!(again.output.contains("nothing changed"), "{}", again.output);
+}
+
+/// A member-type alert policy (alertOpt.alertType "member": targets sit in alertInfo,
+/// docs.guance.com open-api alert-policy add-v2 sections 3-4) is refused clearly, not sent
+/// a status-type entry Guance refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_alert_policy_is_refused_clearly() {
+    let w = world().await;
+    let hook = w.guance.add_notify_object(
+        WORKSPACE,
+        "HTTPRequest",
+        "ops-hook",
+        serde_json::json!({"url": "https://hooks.example.com/ops"}),
+    );
+    w.guance.add_alert_policy_with(
+        WORKSPACE,
+        "by-team",
+        serde_json::json!({
+            "alertType": "member",
+            "alertTarget": [{"name": "team", "alertInfo": [
+                {"name": "payments", "filterString": "", "memberInfo": [],
+                 "targets": [{"status": "critical", "to": [hook]}]}]}],
+            "silentTimeout": 21600, "aggInterval": 0
+        }),
+    );
+    let run = w
+        .setup_env(&["--no-test"], &[("GUANCE_ALERT_POLICY", "by-team")], &[])
+        .await;
+    // Refused up front, saying what to do by hand, and the policy left as it was.
+    assert!(!run.ok, "{}", run.output);
+    assert!(
+        run.output.contains("notifies by member") && run.output.contains("by hand"),
+        "{}",
+        run.output
+    );
+    w.assert_quiet(&run).await;
 }
