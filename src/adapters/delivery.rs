@@ -1,6 +1,7 @@
 //! The PagerDuty client: send one encoded event, classify the answer, retry what PagerDuty
 //! says may be retried, within the invocation's deadline.
 
+use crate::adapters::retry_after;
 use crate::domain::pagerduty::refuses_routing_key;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -183,13 +184,7 @@ impl PagerDutyClient {
             }
         };
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs)
-            .map(|d| d.min(MAX_HONOURED_RETRY_AFTER));
+        let retry_after = retry_after(response.headers()).map(|d| d.min(MAX_HONOURED_RETRY_AFTER));
         // The body is read under the same timeout: a stalled body is a failed attempt.
         let text = match response.text().await {
             Ok(text) => text,

@@ -7,6 +7,7 @@
 //! HTTP 401 and an `errorCode`, not 429, and a bad key with 403 (a 401 has been seen
 //! too): answers are told apart by `errorCode`, not by status alone.
 
+use crate::adapters::bounded_call;
 use crate::adapters::secret::GuanceWorkspace;
 use crate::domain::pagerduty::truncate_chars;
 use serde_json::Value;
@@ -60,12 +61,6 @@ impl GuanceOpenApi {
         monitor_checker_event_ref: &str,
         deadline: Instant,
     ) -> Restore {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Restore::Unavailable {
-                reason: "no time left in the delivery".into(),
-            };
-        }
         let mut url = match reqwest::Url::parse(&format!(
             "{}/api/v1/keyevent/restore",
             workspace.openapi_url
@@ -81,33 +76,14 @@ impl GuanceOpenApi {
         };
         url.query_pairs_mut()
             .append_pair("monitorCheckerEventRef", monitor_checker_event_ref);
-        let timeout = CALL_TIMEOUT.min(remaining);
         let request = self
             .http
             .get(url)
             .header("DF-API-KEY", workspace.api_key.expose())
-            .header("accept", "application/json")
-            .timeout(timeout)
-            .send();
-        let answer = tokio::time::timeout(timeout, async {
-            let response = request.await?;
-            let status = response.status().as_u16();
-            let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, body))
-        })
-        .await;
-        let (status, body) = match answer {
-            Err(_) => {
-                return Restore::Unavailable {
-                    reason: format!("no answer within {} ms", timeout.as_millis()),
-                }
-            }
-            Ok(Err(error)) => {
-                return Restore::Unavailable {
-                    reason: error.without_url().to_string(),
-                }
-            }
-            Ok(Ok(answer)) => answer,
+            .header("accept", "application/json");
+        let (status, body) = match bounded_call(request, deadline, CALL_TIMEOUT).await {
+            Ok(answer) => (answer.status, answer.body),
+            Err(reason) => return Restore::Unavailable { reason },
         };
         let envelope: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         // Guance's own text is untrusted: cut short, and never with the key in it.

@@ -3,6 +3,7 @@
 //! `PAGERDUTY_API_URL` and the incident id, never taken from a payload.
 
 use crate::adapters::secret::Credential;
+use crate::adapters::{bounded_call, HttpAnswer};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -152,50 +153,21 @@ impl PagerDutyRest {
         url: reqwest::Url,
         deadline: Instant,
     ) -> Result<Value, AlertsError> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(AlertsError::Unavailable {
-                reason: "no time left in the delivery".into(),
-                retry_after: None,
-            });
-        }
-        let timeout = CALL_TIMEOUT.min(remaining);
         let request = self
             .http
             .get(url)
             .header("authorization", format!("Token token={}", token.expose()))
-            .header("accept", "application/vnd.pagerduty+json;version=2")
-            .timeout(timeout)
-            .send();
-        let outcome = tokio::time::timeout(timeout, async {
-            let response = request.await?;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, retry_after, body))
-        })
-        .await;
-        let (status, retry_after, body) = match outcome {
-            Err(_) => {
-                return Err(AlertsError::Unavailable {
-                    reason: format!("no answer within {} ms", timeout.as_millis()),
-                    retry_after: None,
-                })
-            }
-            Ok(Err(error)) => {
-                return Err(AlertsError::Unavailable {
-                    // Without the URL: it is ours, and the error's text is enough.
-                    reason: error.without_url().to_string(),
-                    retry_after: None,
-                });
-            }
-            Ok(Ok(answer)) => answer,
-        };
+            .header("accept", "application/vnd.pagerduty+json;version=2");
+        let HttpAnswer {
+            status,
+            retry_after,
+            body,
+        } = bounded_call(request, deadline, CALL_TIMEOUT)
+            .await
+            .map_err(|reason| AlertsError::Unavailable {
+                reason,
+                retry_after: None,
+            })?;
         let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         match status {
             200..=299 => Ok(json),
