@@ -396,7 +396,6 @@ def subscribe(report, api, token, service, function_url, secret_id):
         return
     extra = {"PAGERDUTY_API_TOKEN": token, "PAGERDUTY_API_URL": api, "FUNCTION_URL": function_url,
              "SECRET_ID": secret_id, "PAGERDUTY_SERVICE_IDS": service or ""}
-    extra.pop("PAGERDUTY_READ_TOKEN", None)
     environment = {k: v for k, v in os.environ.items() if k != "PAGERDUTY_READ_TOKEN"}
     done = subprocess.run([sys.executable, str(ROOT / "tools/pagerduty_webhook.py")], cwd=ROOT,
                           env={**environment, **extra}, capture_output=True, text=True)

@@ -6,9 +6,11 @@ use crate::adapters::guance_openapi::GuanceOpenApi;
 use crate::adapters::metrics::Metrics;
 use crate::adapters::pagerduty_rest::PagerDutyRest;
 use crate::adapters::queue::FifoQueue;
-use crate::adapters::secret::SecretCache;
+use crate::adapters::secret::{SecretCache, SecretSource, WebhookSecrets};
 use crate::domain::translate::Settings;
 use crate::entry::pagerduty_webhook::IncidentProgress;
+use crate::error::AppError;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The parts of the application the entry points need, wired once per container.
@@ -107,6 +109,44 @@ impl<S> App<S> {
                 .unwrap_or(deadline),
             None => Instant::now() + self.default_budget,
         }
+    }
+}
+
+/// Whether the secret admits a caller, and the secrets read to decide it.
+pub(crate) enum Admission {
+    Admitted(Arc<WebhookSecrets>),
+    Refused(Arc<WebhookSecrets>),
+}
+
+impl<S: SecretSource> App<S> {
+    /// The secrets, and whether `admits` holds for them (a token, a signature). When it
+    /// does not and `may_refresh`, the credential may just have been rotated: the secret
+    /// is read again and asked again, at most once per interval (the cache's rule), so
+    /// strangers cannot make the function hammer Secrets Manager. `credential` names what
+    /// was checked, for the log.
+    pub(crate) async fn admit(
+        &self,
+        deadline: Instant,
+        credential: &str,
+        may_refresh: bool,
+        admits: impl Fn(&WebhookSecrets) -> bool,
+    ) -> Result<Admission, AppError> {
+        let secrets = self.secrets.get(deadline).await.map_err(|error| {
+            tracing::error!(%error, "cannot read the secret");
+            AppError::SecretUnavailable
+        })?;
+        if admits(&secrets) {
+            return Ok(Admission::Admitted(secrets));
+        }
+        if may_refresh {
+            if let Some(fresh) = self.secrets.refresh_after_mismatch(deadline).await {
+                if admits(&fresh) {
+                    tracing::info!(credential, "accepted after re-reading the secret (rotated)");
+                    return Ok(Admission::Admitted(fresh));
+                }
+            }
+        }
+        Ok(Admission::Refused(secrets))
     }
 }
 

@@ -15,7 +15,7 @@ use crate::adapters::secret::{
 use crate::domain::guance::{parse_body_elements, MAX_EVENTS_PER_BODY};
 use crate::domain::pagerduty::PagerDutyEvent;
 use crate::domain::translate::{translate, DropReason, Outcome};
-use crate::entry::app::{App, Invocation, QueueMode};
+use crate::entry::app::{Admission, App, Invocation, QueueMode};
 use crate::error::{AppError, EventOutcome, EventResult};
 use base64::Engine;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -481,22 +481,16 @@ impl<S: SecretSource> App<S> {
         request: &ApiGatewayV2httpRequest,
         deadline: Instant,
     ) -> Result<Arc<WebhookSecrets>, AppError> {
-        let secrets = self.secrets.get(deadline).await.map_err(|error| {
-            tracing::error!(%error, "cannot read the PagerDuty secret");
-            AppError::SecretUnavailable
-        })?;
         let presented = presented_token(request);
-        if self.accepts(&secrets, presented) {
-            return Ok(secrets);
-        }
-        if presented.is_some() {
-            if let Some(fresh) = self.secrets.refresh_after_mismatch(deadline).await {
-                if self.accepts(&fresh, presented) {
-                    tracing::info!("webhook token accepted after re-reading the secret (rotated)");
-                    return Ok(fresh);
-                }
-            }
-        }
+        let secrets = match self
+            .admit(deadline, "webhook token", presented.is_some(), |secrets| {
+                self.accepts(secrets, presented)
+            })
+            .await?
+        {
+            Admission::Admitted(secrets) => return Ok(secrets),
+            Admission::Refused(secrets) => secrets,
+        };
         if secrets.webhook_tokens.is_empty() {
             tracing::error!("no webhook_token is configured, so every request is refused; set one in the secret or ALLOW_UNAUTHENTICATED=true");
         }

@@ -27,12 +27,12 @@ use crate::domain::pagerduty_webhook::{
     decide, guance_ref_of_alert, signature_matches, Decision, GuanceRef, WebhookDelivery,
     SIGNATURE_HEADER,
 };
-use crate::entry::app::{App, Invocation};
+use crate::entry::app::{Admission, App, Invocation};
 use crate::entry::handler::read_body_within;
 use crate::error::{AppError, RestoreResult};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -70,15 +70,17 @@ struct Progress {
     alerts_read: usize,
     /// Events read but not settled yet (their Guance failed or was not reached): a retry
     /// tries them first, so one workspace down never holds up the alerts after them.
-    pending: Vec<GuanceRef>,
+    pending: BTreeSet<GuanceRef>,
     updated: Instant,
 }
 
 impl IncidentProgress {
     /// Where a retry resumes: the alerts read so far, and the events still to settle.
     fn resume(&self, incident_id: &str) -> (usize, Vec<GuanceRef>) {
-        self.with(incident_id, |p| (p.alerts_read, p.pending.clone()))
-            .unwrap_or_default()
+        self.with(incident_id, |p| {
+            (p.alerts_read, p.pending.iter().cloned().collect())
+        })
+        .unwrap_or_default()
     }
 
     fn is_settled(&self, incident_id: &str, event: &GuanceRef) -> bool {
@@ -109,7 +111,7 @@ impl IncidentProgress {
             .or_insert_with(|| Progress {
                 settled: HashSet::new(),
                 alerts_read: 0,
-                pending: Vec::new(),
+                pending: BTreeSet::new(),
                 updated: Instant::now(),
             });
         if entry.updated.elapsed() >= PROGRESS_TTL {
@@ -327,12 +329,12 @@ impl<S: SecretSource> App<S> {
                 break;
             }
         }
-        // The events settled in this delivery leave the pending list.
+        // The events settled in this delivery leave the pending ones.
         progress.update(&incident_id, |p| {
-            let settled = &p.settled;
-            p.pending.retain(|event| !settled.contains(event));
-            let mut unique = HashSet::new();
-            p.pending.retain(|event| unique.insert(event.clone()));
+            let Progress {
+                settled, pending, ..
+            } = p;
+            pending.retain(|event| !settled.contains(event));
         });
 
         for restored in &restores {
@@ -389,10 +391,6 @@ impl<S: SecretSource> App<S> {
         signature: &str,
         deadline: Instant,
     ) -> Result<std::sync::Arc<WebhookSecrets>, AppError> {
-        let secrets = self.secrets.get(deadline).await.map_err(|error| {
-            tracing::error!(%error, "cannot read the secret");
-            AppError::SecretUnavailable
-        })?;
         let signed = |secrets: &WebhookSecrets| {
             let keys: Vec<&[u8]> = secrets
                 .signing_secrets()
@@ -401,17 +399,13 @@ impl<S: SecretSource> App<S> {
                 .collect();
             signature_matches(body, signature, &keys)
         };
-        if signed(&secrets) {
-            return Ok(secrets);
-        }
-        if let Some(fresh) = self.secrets.refresh_after_mismatch(deadline).await {
-            if signed(&fresh) {
-                tracing::info!(
-                    "PagerDuty webhook signature accepted after re-reading the secret (rotated)"
-                );
-                return Ok(fresh);
-            }
-        }
+        let secrets = match self
+            .admit(deadline, "PagerDuty webhook signature", true, signed)
+            .await?
+        {
+            Admission::Admitted(secrets) => return Ok(secrets),
+            Admission::Refused(secrets) => secrets,
+        };
         if secrets.signing_secrets().is_empty() {
             tracing::warn!("a PagerDuty webhook arrived but two-way is off: the secret has no pagerduty_webhook_secrets");
         }
